@@ -1,0 +1,66 @@
+//! Actor identities: who contributed which part of a counter.
+
+use std::fmt;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one incarnation of durable counter state.
+///
+/// A node keeps its `ActorId` for as long as it keeps its data: a restart with the same
+/// data directory reuses it, a node whose data is lost must pick a fresh one with
+/// [`ActorId::random`]. Reusing an old id after losing data would hide new increments
+/// behind the maximum that peers already hold for that id, because merge takes the
+/// per-actor maximum.
+///
+/// On the wire an `ActorId` is always 8 bytes (big-endian), never a varint: ids are
+/// random, so a varint would cost 9 bytes for most of them.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "[u8; 8]", into = "[u8; 8]")]
+pub struct ActorId(u64);
+
+impl ActorId {
+    /// Picks a random, non-zero actor id. Zero is reserved for placeholders.
+    pub fn random(rng: &mut impl Rng) -> Self {
+        loop {
+            let raw = rng.next_u64();
+            if raw != 0 {
+                return Self(raw);
+            }
+        }
+    }
+
+    /// Wraps a raw id, for example one read back from disk.
+    pub const fn from_u64(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw id.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl From<[u8; 8]> for ActorId {
+    fn from(bytes: [u8; 8]) -> Self {
+        Self(u64::from_be_bytes(bytes))
+    }
+}
+
+impl From<ActorId> for [u8; 8] {
+    fn from(id: ActorId) -> Self {
+        id.0.to_be_bytes()
+    }
+}
+
+impl fmt::Debug for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorId({:016x})", self.0)
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}

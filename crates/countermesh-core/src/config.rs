@@ -1,0 +1,140 @@
+//! [`Config`]: protocol tunables for a [`Node`](crate::Node), with documented defaults.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use crate::{HEADER_LEN, MAX_MESSAGE_BYTES, MIN_MESSAGE_BUDGET};
+
+/// Protocol tunables. [`Config::default`] suits a LAN cluster of up to a few hundred
+/// nodes; [`Config::for_cluster_size`] adapts SWIM's timings to larger ones.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often a node flushes, pushes its fresh changes and runs one anti-entropy
+    /// exchange. Default 100 ms.
+    pub gossip_interval: Duration,
+    /// How many random peers receive this node's fresh changes each round. Default 3.
+    pub fanout: usize,
+    /// Largest datagram the transport can carry, envelope included; SWIM packets are
+    /// sized to fit. Default 1200 bytes (QUIC's minimum datagram size is about 1160 on
+    /// a fresh path, so foca's default of 1400 would not fit).
+    pub max_datagram_bytes: usize,
+    /// Largest counter message (sync request or delta), envelope included. Default
+    /// 64 KiB; at least [`MIN_MESSAGE_BUDGET`], at most [`MAX_MESSAGE_BYTES`].
+    pub max_message_bytes: usize,
+    /// Most delta bytes sent in answer to one sync request; a peer that is further
+    /// behind catches up over several rounds. Default 4 MiB.
+    pub max_sync_reply_bytes: usize,
+    /// SWIM (foca) settings. `max_packet_size` is overwritten to fit
+    /// `max_datagram_bytes` when the node starts.
+    pub swim: foca::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::for_cluster_size(64)
+    }
+}
+
+impl Config {
+    /// Defaults with SWIM timings for about `nodes` members (memberlist's LAN profile).
+    pub fn for_cluster_size(nodes: u32) -> Self {
+        let nodes = NonZeroU32::new(nodes.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            gossip_interval: Duration::from_millis(100),
+            fanout: 3,
+            max_datagram_bytes: 1200,
+            max_message_bytes: 64 * 1024,
+            max_sync_reply_bytes: 4 * 1024 * 1024,
+            swim: foca::Config::new_lan(nodes),
+        }
+    }
+
+    /// Checks the settings and returns the SWIM config the node will actually use.
+    pub(crate) fn validated_swim(&self) -> Result<foca::Config, ConfigError> {
+        if self.gossip_interval.is_zero() {
+            return Err(ConfigError::ZeroGossipInterval);
+        }
+        if self.fanout == 0 {
+            return Err(ConfigError::ZeroFanout);
+        }
+        if !(MIN_DATAGRAM_BYTES..=MAX_MESSAGE_BYTES).contains(&self.max_datagram_bytes) {
+            return Err(ConfigError::DatagramSize {
+                got: self.max_datagram_bytes,
+                min: MIN_DATAGRAM_BYTES,
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        if !(MIN_MESSAGE_BUDGET..=MAX_MESSAGE_BYTES).contains(&self.max_message_bytes) {
+            return Err(ConfigError::MessageSize {
+                got: self.max_message_bytes,
+                min: MIN_MESSAGE_BUDGET,
+                max: MAX_MESSAGE_BYTES,
+            });
+        }
+        if self.max_sync_reply_bytes < self.max_message_bytes {
+            return Err(ConfigError::SyncReplySmallerThanMessage);
+        }
+        let mut swim = self.swim.clone();
+        swim.max_packet_size = NonZeroUsize::new(self.max_datagram_bytes - HEADER_LEN).ok_or(
+            ConfigError::DatagramSize {
+                got: self.max_datagram_bytes,
+                min: MIN_DATAGRAM_BYTES,
+                max: MAX_MESSAGE_BYTES,
+            },
+        )?;
+        if swim.probe_rtt >= swim.probe_period || swim.probe_period.is_zero() {
+            return Err(ConfigError::Swim(
+                "probe_rtt must be below probe_period, which must not be zero",
+            ));
+        }
+        Ok(swim)
+    }
+}
+
+/// Smallest datagram budget: SWIM needs room for a header and a few member updates.
+pub const MIN_DATAGRAM_BYTES: usize = 256;
+
+/// A [`Config`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `gossip_interval` is zero.
+    #[error("gossip_interval must be greater than zero")]
+    ZeroGossipInterval,
+    /// `fanout` is zero.
+    #[error("fanout must be at least 1")]
+    ZeroFanout,
+    /// `max_datagram_bytes` is out of range.
+    #[error("max_datagram_bytes is {got}; it must be between {min} and {max}")]
+    DatagramSize {
+        /// The configured value.
+        got: usize,
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// `max_message_bytes` is out of range.
+    #[error("max_message_bytes is {got}; it must be between {min} and {max}")]
+    MessageSize {
+        /// The configured value.
+        got: usize,
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// `max_sync_reply_bytes` is below `max_message_bytes`.
+    #[error("max_sync_reply_bytes must be at least max_message_bytes")]
+    SyncReplySmallerThanMessage,
+    /// The SWIM settings are inconsistent.
+    #[error("invalid SWIM settings: {0}")]
+    Swim(&'static str),
+    /// The node identity's actor is not the store's actor.
+    #[error("node identity carries actor {identity} but the store belongs to {store}")]
+    ActorMismatch {
+        /// Actor in the [`NodeId`](crate::NodeId).
+        identity: crate::ActorId,
+        /// Actor of the [`Store`](crate::Store).
+        store: crate::ActorId,
+    },
+}

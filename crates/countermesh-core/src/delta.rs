@@ -1,0 +1,437 @@
+//! Deltas: the entries a peer lacks, split into messages under a byte budget.
+//!
+//! A delta is a list of *runs*, one per actor. A run says: "here are all of actor A's
+//! entries whose version lies in `(after, upto]`, as I hold them" and may carry entries
+//! with versions above `upto` too (held out of order; merging them is always safe). A
+//! receiver whose watermark for A is at least `after` can raise it to `upto`; otherwise
+//! it merges the entries and leaves the watermark alone, and anti-entropy fills the gap
+//! later. ARCHITECTURE.md gives the argument for why this never loses an entry.
+
+use std::borrow::Cow;
+
+use crate::actors::{ActorIdx, ME};
+use crate::wire::{HEADER_LEN, varint_len};
+use crate::{ActorId, Digest, NameError, Store, name};
+
+/// The smallest message budget [`Store::delta_for`] accepts: room for the envelope, one
+/// run header and one entry with a maximum-length name.
+pub const MIN_MESSAGE_BUDGET: usize = 512;
+
+/// A batch of counter entries, small enough to be one message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Delta<'a> {
+    /// One run per actor (an actor may appear in several messages, never twice in one).
+    pub runs: Vec<Run<'a>>,
+}
+
+/// One actor's entries inside a [`Delta`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run<'a> {
+    /// The actor whose entries these are.
+    pub actor: ActorId,
+    /// The run covers versions above this one...
+    pub after: u64,
+    /// ...up to and including this one: the sender holds no other entry of this actor
+    /// with a version in `(after, upto]`.
+    pub upto: u64,
+    /// The entries, in strictly ascending version order, all with versions above `after`.
+    pub entries: Vec<DeltaEntry<'a>>,
+}
+
+/// One actor's totals for one counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaEntry<'a> {
+    /// Counter name.
+    pub name: Cow<'a, str>,
+    /// The actor's version at which these totals were reached.
+    pub version: u64,
+    /// The actor's total increments for this counter.
+    pub p: u64,
+    /// The actor's total decrements for this counter.
+    pub n: u64,
+}
+
+/// What applying a delta or merging a store changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Entries that changed this store (new, or a larger P/N/version).
+    pub changed: usize,
+    /// Actors whose contiguous watermark moved forward.
+    pub watermarks_advanced: usize,
+    /// Entries dropped because a [`Limits`](crate::Limits) bound was reached; their
+    /// actor's watermark was left alone so they will be offered again.
+    pub rejected: usize,
+}
+
+/// Why a [`Delta`] was refused. A refused delta changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// An entry has an invalid counter name.
+    #[error("invalid counter name in delta: {0}")]
+    InvalidName(#[from] NameError),
+    /// A run has `after > upto`.
+    #[error("run for actor {actor} has after {after} > upto {upto}")]
+    InvertedRange {
+        /// The run's actor.
+        actor: ActorId,
+        /// The run's `after`.
+        after: u64,
+        /// The run's `upto`.
+        upto: u64,
+    },
+    /// A run's versions are not strictly ascending, or one is not above `after`.
+    #[error("run for actor {actor} has versions out of order")]
+    VersionsOutOfOrder {
+        /// The run's actor.
+        actor: ActorId,
+    },
+    /// The same actor appears in two runs of one delta.
+    #[error("actor {actor} appears in more than one run")]
+    DuplicateActor {
+        /// The repeated actor.
+        actor: ActorId,
+    },
+}
+
+/// Why [`Store::delta_for`] could not split its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message budget {budget} is below the minimum of {min} bytes")]
+pub struct BudgetTooSmall {
+    /// The budget that was passed.
+    pub budget: usize,
+    /// [`MIN_MESSAGE_BUDGET`].
+    pub min: usize,
+}
+
+impl Delta<'_> {
+    /// Number of entries across all runs.
+    pub fn entry_count(&self) -> usize {
+        self.runs.iter().map(|r| r.entries.len()).sum()
+    }
+
+    /// Exact size of this delta as an encoded message, envelope included.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN
+            + varint_len(self.runs.len() as u64)
+            + self.runs.iter().map(Run::encoded_len).sum::<usize>()
+    }
+
+    /// Copies borrowed names so the delta can outlive the store it came from.
+    pub fn into_owned(self) -> Delta<'static> {
+        Delta {
+            runs: self
+                .runs
+                .into_iter()
+                .map(|run| Run {
+                    actor: run.actor,
+                    after: run.after,
+                    upto: run.upto,
+                    entries: run
+                        .entries
+                        .into_iter()
+                        .map(|e| DeltaEntry {
+                            name: Cow::Owned(e.name.into_owned()),
+                            version: e.version,
+                            p: e.p,
+                            n: e.n,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks the structural rules every delta must follow; the decoder calls this on
+    /// every delta that arrives from the network.
+    pub fn validate(&self) -> Result<(), DeltaError> {
+        let mut actors: Vec<ActorId> = self.runs.iter().map(|r| r.actor).collect();
+        actors.sort_unstable();
+        if let Some(w) = actors.windows(2).find(|w| w[0] == w[1]) {
+            return Err(DeltaError::DuplicateActor { actor: w[0] });
+        }
+        for run in &self.runs {
+            if run.after > run.upto {
+                return Err(DeltaError::InvertedRange {
+                    actor: run.actor,
+                    after: run.after,
+                    upto: run.upto,
+                });
+            }
+            let mut previous = run.after;
+            for entry in &run.entries {
+                if entry.version <= previous {
+                    return Err(DeltaError::VersionsOutOfOrder { actor: run.actor });
+                }
+                previous = entry.version;
+                name::validate_name(&entry.name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    fn encoded_len(&self) -> usize {
+        let mut previous = self.after;
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|e| {
+                let gap = e.version.wrapping_sub(previous);
+                previous = e.version;
+                entry_len(e.name.len(), gap, e.p, e.n)
+            })
+            .sum();
+        run_header_len(self.after, self.upto, self.entries.len()) + entries
+    }
+}
+
+/// Encoded size of a run header: actor (8 fixed bytes), after, upto, entry count.
+fn run_header_len(after: u64, upto: u64, entries: usize) -> usize {
+    8 + varint_len(after) + varint_len(upto) + varint_len(entries as u64)
+}
+
+/// Encoded size of one entry (versions travel as gaps from the previous one).
+fn entry_len(name_len: usize, gap: u64, p: u64, n: u64) -> usize {
+    varint_len(name_len as u64) + name_len + varint_len(gap) + varint_len(p) + varint_len(n)
+}
+
+/// One entry selected for sending.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    actor: ActorIdx,
+    version: u64,
+    slot: u32,
+    p: u64,
+    n: u64,
+}
+
+impl Store {
+    /// Exactly the entries that a peer with `digest` lacks, split into messages whose
+    /// encoded size is at most `budget` bytes each.
+    ///
+    /// For every actor whose watermark here is above the digest's, the answer holds all
+    /// of that actor's entries with a higher version than the digest's (this node's own
+    /// entries only up to [`Store::stable_version`]). Its size depends on how many
+    /// entries changed, never on how many adds made them change.
+    pub fn delta_for(
+        &self,
+        digest: &Digest,
+        budget: usize,
+    ) -> Result<Vec<Delta<'_>>, BudgetTooSmall> {
+        let wants: Vec<Option<u64>> = (0..self.actors.len() as ActorIdx)
+            .map(|idx| {
+                let theirs = digest.get(self.actors.id(idx));
+                (self.watermark_of(idx) > theirs).then_some(theirs)
+            })
+            .collect();
+        self.deltas_for_wants(&wants, budget, usize::MAX)
+    }
+
+    /// Builds deltas for `wants[actor] = Some(after)`, stopping once `max_total` bytes
+    /// have been produced (the last run of a truncated actor claims only what it holds).
+    pub(crate) fn deltas_for_wants(
+        &self,
+        wants: &[Option<u64>],
+        budget: usize,
+        max_total: usize,
+    ) -> Result<Vec<Delta<'_>>, BudgetTooSmall> {
+        if budget < MIN_MESSAGE_BUDGET {
+            return Err(BudgetTooSmall {
+                budget,
+                min: MIN_MESSAGE_BUDGET,
+            });
+        }
+        if wants.iter().all(Option::is_none) {
+            return Ok(Vec::new());
+        }
+        let mut candidates: Vec<Candidate> = self
+            .entries()
+            .filter(|(_, e)| match wants[e.actor as usize] {
+                Some(after) => {
+                    e.version > after && (e.actor != ME || e.version <= self.stable_version)
+                }
+                None => false,
+            })
+            .map(|(slot, e)| Candidate {
+                actor: e.actor,
+                version: e.version,
+                slot,
+                p: e.p,
+                n: e.n,
+            })
+            .collect();
+        candidates.sort_unstable_by_key(|c| (c.actor, c.version));
+
+        let mut builder = Builder::new(budget, max_total);
+        let mut rest = candidates.as_slice();
+        for (actor, want) in wants.iter().enumerate() {
+            let Some(after) = *want else { continue };
+            let actor = actor as ActorIdx;
+            let split = rest.partition_point(|c| c.actor == actor);
+            let (mine, tail) = rest.split_at(split);
+            rest = tail;
+            let watermark = self.watermark_of(actor);
+            if !builder.add_actor(self, actor, after, watermark, mine) {
+                break;
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    /// Merges a delta. Entries merge by per-actor maximum, so applying the same delta
+    /// twice, or deltas in any order, gives the same state as applying each once.
+    ///
+    /// A delta that breaks a structural rule (see [`Delta::validate`]) is refused whole.
+    pub fn apply_delta(&mut self, delta: &Delta<'_>) -> Result<ApplyOutcome, DeltaError> {
+        delta.validate()?;
+        let mut outcome = ApplyOutcome::default();
+        for run in &delta.runs {
+            let Some(actor) = self.actors.intern(run.actor, self.limits.max_actors) else {
+                outcome.rejected += run.entries.len();
+                continue;
+            };
+            let mut complete = true;
+            for entry in &run.entries {
+                let Some(slot) = self.find_or_insert(&entry.name) else {
+                    complete = false;
+                    outcome.rejected += 1;
+                    continue;
+                };
+                if self.merge_entry(slot, actor, entry.version, entry.p, entry.n) {
+                    outcome.changed += 1;
+                }
+            }
+            if complete && actor != ME {
+                let watermark = self.actors.watermark(actor);
+                if run.after <= watermark && run.upto > watermark {
+                    self.actors.set_watermark(actor, run.upto);
+                    outcome.watermarks_advanced += 1;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// Packs runs into messages under a budget.
+struct Builder<'a> {
+    budget: usize,
+    max_total: usize,
+    produced: usize,
+    done: Vec<Delta<'a>>,
+    current: Delta<'a>,
+    /// Bytes `current` will take, counting the run being built with a worst-case header.
+    current_len: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(budget: usize, max_total: usize) -> Self {
+        Self {
+            budget,
+            max_total,
+            produced: 0,
+            done: Vec::new(),
+            current: Delta::default(),
+            current_len: Self::empty_len(budget),
+        }
+    }
+
+    /// Envelope plus a run count of the largest size this budget could need.
+    fn empty_len(budget: usize) -> usize {
+        HEADER_LEN + varint_len(budget as u64)
+    }
+
+    /// Worst-case run header: `upto` is not known until the run closes, and the entry
+    /// count can be at most the budget.
+    fn run_reserve(&self, after: u64) -> usize {
+        8 + varint_len(after) + 9 + varint_len(self.budget as u64)
+    }
+
+    /// Adds all of one actor's candidates. Returns false once the total cap is hit.
+    fn add_actor(
+        &mut self,
+        store: &'a Store,
+        actor: ActorIdx,
+        after: u64,
+        watermark: u64,
+        candidates: &[Candidate],
+    ) -> bool {
+        let id = store.actors.id(actor);
+        let mut run = Run {
+            actor: id,
+            after,
+            upto: after,
+            entries: Vec::new(),
+        };
+        if self.current_len + self.run_reserve(after) > self.budget {
+            self.close_message();
+        }
+        self.current_len += self.run_reserve(after);
+        let mut previous = after;
+        for candidate in candidates {
+            let name = store.slots[candidate.slot as usize].name.as_str();
+            let mut len = entry_len(
+                name.len(),
+                candidate.version - previous,
+                candidate.p,
+                candidate.n,
+            );
+            if self.current_len + len > self.budget {
+                // Close this run at the last version it holds (never past the watermark:
+                // above it this node may be missing some of the actor's entries).
+                run.upto = previous.min(watermark).max(run.after);
+                let next_after = run.upto;
+                if !run.entries.is_empty() || run.upto > run.after {
+                    self.current.runs.push(run);
+                }
+                self.close_message();
+                if self.produced >= self.max_total {
+                    return false;
+                }
+                run = Run {
+                    actor: id,
+                    after: next_after,
+                    upto: next_after,
+                    entries: Vec::new(),
+                };
+                previous = next_after;
+                self.current_len += self.run_reserve(next_after);
+                len = entry_len(
+                    name.len(),
+                    candidate.version - previous,
+                    candidate.p,
+                    candidate.n,
+                );
+            }
+            self.current_len += len;
+            run.entries.push(DeltaEntry {
+                name: Cow::Borrowed(name),
+                version: candidate.version,
+                p: candidate.p,
+                n: candidate.n,
+            });
+            previous = candidate.version;
+        }
+        // All of this actor's entries above `run.after` are in this run or earlier ones,
+        // so the last run may claim everything up to the watermark.
+        run.upto = watermark.max(run.after);
+        self.current.runs.push(run);
+        self.produced + self.current_len < self.max_total
+    }
+
+    fn close_message(&mut self) {
+        if !self.current.runs.is_empty() {
+            let delta = std::mem::take(&mut self.current);
+            debug_assert!(delta.encoded_len() <= self.budget);
+            self.produced += delta.encoded_len();
+            self.done.push(delta);
+        }
+        self.current_len = Self::empty_len(self.budget);
+    }
+
+    fn finish(mut self) -> Vec<Delta<'a>> {
+        self.close_message();
+        self.done
+    }
+}

@@ -1,0 +1,556 @@
+//! [`Node`]: the protocol state machine that drives a [`Store`] and SWIM membership.
+//!
+//! The shape follows `quinn-proto`: feed it input with `handle_*` (each taking `now`),
+//! then drain output with `poll_transmit`, `poll_event` and `poll_timeout`, and call
+//! [`Node::handle_timeout`] when the deadline from `poll_timeout` passes. The node never
+//! reads a clock or touches a socket; its randomness comes from the seed it was built
+//! with, so a run is reproducible from that seed.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngExt, SeedableRng};
+
+use crate::actors::ME;
+use crate::config::ConfigError;
+use crate::swim_codec::SwimCodec;
+use crate::{Config, DecodeError, Event, Message, NodeId, Store};
+
+/// Which transport path a message needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// An unreliable datagram of at most [`Config::max_datagram_bytes`] (SWIM).
+    Datagram,
+    /// A message of at most [`Config::max_message_bytes`] over a stream (counter sync).
+    /// Loss is tolerated but should be rare.
+    Stream,
+}
+
+/// What a message carries, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// SWIM membership.
+    Swim,
+    /// A digest part (sync request).
+    Sync,
+    /// Counter entries.
+    Delta,
+}
+
+impl MessageKind {
+    /// All kinds, for iterating over metrics.
+    pub const ALL: [MessageKind; 3] = [MessageKind::Swim, MessageKind::Sync, MessageKind::Delta];
+
+    /// Lower-case name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Swim => "swim",
+            MessageKind::Sync => "sync",
+            MessageKind::Delta => "delta",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An encoded message the runtime must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// Which path it needs; its payload fits that path's budget.
+    pub channel: Channel,
+    /// What it carries.
+    pub kind: MessageKind,
+    /// The encoded message, envelope included.
+    pub payload: Vec<u8>,
+}
+
+/// Why an incoming message was dropped. The node's state is unchanged by a dropped
+/// message, except that SWIM may have processed part of a packet before an error.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The bytes are not a valid message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A message that must travel as a datagram arrived on a stream, or the reverse.
+    #[error("{kind:?} message arrived on the {channel:?} channel")]
+    WrongChannel {
+        /// What the message was.
+        kind: MessageKind,
+        /// Where it arrived.
+        channel: Channel,
+    },
+    /// foca refused the SWIM packet (for example, one addressed to an older identity).
+    #[error("SWIM: {0}")]
+    Swim(foca::Error),
+}
+
+/// Traffic counters, per message kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages sent, by [`MessageKind`] index.
+    pub messages_sent: [u64; 3],
+    /// Bytes sent (envelope included), by [`MessageKind`] index.
+    pub bytes_sent: [u64; 3],
+    /// Messages received and decoded, by [`MessageKind`] index.
+    pub messages_received: [u64; 3],
+    /// Bytes received in decoded messages, by [`MessageKind`] index.
+    pub bytes_received: [u64; 3],
+    /// Messages dropped because they did not decode or were refused.
+    pub messages_dropped: u64,
+    /// Entries refused because a store limit was reached.
+    pub entries_rejected: u64,
+    /// Entries merged that changed the store.
+    pub entries_merged: u64,
+    /// Gossip rounds run.
+    pub rounds: u64,
+}
+
+impl Stats {
+    /// Messages sent of one kind.
+    pub fn sent(&self, kind: MessageKind) -> (u64, u64) {
+        (
+            self.messages_sent[kind.index()],
+            self.bytes_sent[kind.index()],
+        )
+    }
+
+    /// Messages received of one kind.
+    pub fn received(&self, kind: MessageKind) -> (u64, u64) {
+        (
+            self.messages_received[kind.index()],
+            self.bytes_received[kind.index()],
+        )
+    }
+}
+
+/// A SWIM timer with its deadline; ordered by deadline, then by scheduling order.
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    timer: Timer<NodeId>,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+type Swim = Foca<NodeId, SwimCodec, SmallRng, NoCustomBroadcast>;
+
+/// One countermesh peer as a sans-io state machine.
+///
+/// Each gossip round (every [`Config::gossip_interval`]) the node flushes its store,
+/// pushes its own fresh entries to [`Config::fanout`] random members, and sends its
+/// digest to one random member, which answers with what the node lacks and asks back for
+/// what it lacks itself. SWIM (foca) decides who the members are; it never deletes
+/// counter state.
+pub struct Node {
+    config: Config,
+    id: NodeId,
+    store: Store,
+    swim: Swim,
+    swim_runtime: AccumulatingRuntime<NodeId>,
+    rng: SmallRng,
+    members: Vec<NodeId>,
+    timers: BinaryHeap<Reverse<Scheduled>>,
+    timer_seq: u64,
+    next_round: Instant,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// Own entries up to this version have been pushed eagerly.
+    pushed_version: u64,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("members", &self.members.len())
+            .field("counters", &self.store.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Creates a node for `id` that gossips `store`, with randomness from `seed`.
+    ///
+    /// The first gossip round is due one interval after `now`. The node is alone until
+    /// [`Node::join`] reaches a peer (or a peer reaches it).
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        store: Store,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        let swim_config = config.validated_swim()?;
+        if id.actor() != store.actor_id() {
+            return Err(ConfigError::ActorMismatch {
+                identity: id.actor(),
+                store: store.actor_id(),
+            });
+        }
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let swim_rng = SmallRng::seed_from_u64(rng.next_u64());
+        let swim = Foca::new(id.clone(), swim_config, swim_rng, SwimCodec);
+        Ok(Self {
+            next_round: now + config.gossip_interval,
+            config,
+            id,
+            store,
+            swim,
+            swim_runtime: AccumulatingRuntime::new(),
+            rng,
+            members: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pushed_version: 0,
+            stats: Stats::default(),
+        })
+    }
+
+    /// This node's current identity (it changes if SWIM renews it).
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The counter store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The counter store, mutably (to create counters, flush, or mark state durable).
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Peers SWIM currently considers active (alive or suspect).
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    /// Every member SWIM knows, with its state (alive, suspect or down).
+    pub fn membership(&self) -> impl Iterator<Item = (&NodeId, foca::State)> + '_ {
+        self.swim
+            .iter_membership_state()
+            .map(|m| (m.id(), m.state()))
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Asks the node at `seed` to let this node join its cluster.
+    pub fn join(&mut self, seed: SocketAddr, now: Instant) {
+        if seed == self.id.addr() {
+            return;
+        }
+        let result = self
+            .swim
+            .announce(NodeId::seed(seed), &mut self.swim_runtime);
+        // Announcing only encodes and queues a packet; it cannot fail for a valid config.
+        debug_assert!(result.is_ok(), "announce failed: {result:?}");
+        self.drain_swim(now);
+    }
+
+    /// Tells the cluster this node is leaving. Flush and gossip first if the node's own
+    /// recent adds must not wait for the next anti-entropy exchange of its peers.
+    pub fn leave(&mut self, now: Instant) {
+        let result = self.swim.leave_cluster(&mut self.swim_runtime);
+        debug_assert!(result.is_ok(), "leave failed: {result:?}");
+        self.drain_swim(now);
+    }
+
+    /// Runs a gossip round now instead of waiting for the timer: flush, push fresh
+    /// entries, start an anti-entropy exchange. The next timed round is rescheduled.
+    pub fn gossip_now(&mut self, now: Instant) {
+        self.round(now);
+        self.next_round = now + self.config.gossip_interval;
+    }
+
+    /// Processes one message that arrived from `from` on `channel`.
+    ///
+    /// Errors mean the message was dropped; the runtime should log them and carry on.
+    pub fn handle_message(
+        &mut self,
+        from: SocketAddr,
+        channel: Channel,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Result<(), HandleError> {
+        let max = match channel {
+            Channel::Datagram => self.config.max_datagram_bytes,
+            Channel::Stream => self.config.max_message_bytes,
+        };
+        let message = match Message::decode(bytes, max) {
+            Ok(message) => message,
+            Err(error) => {
+                self.stats.messages_dropped += 1;
+                return Err(error.into());
+            }
+        };
+        let kind = match &message {
+            Message::Swim(_) => MessageKind::Swim,
+            Message::Sync(_) => MessageKind::Sync,
+            Message::Delta(_) => MessageKind::Delta,
+        };
+        let expected = match kind {
+            MessageKind::Swim => Channel::Datagram,
+            MessageKind::Sync | MessageKind::Delta => Channel::Stream,
+        };
+        if channel != expected {
+            self.stats.messages_dropped += 1;
+            return Err(HandleError::WrongChannel { kind, channel });
+        }
+        self.stats.messages_received[kind.index()] += 1;
+        self.stats.bytes_received[kind.index()] += bytes.len() as u64;
+        match message {
+            Message::Swim(payload) => {
+                let result = self.swim.handle_data(&payload, &mut self.swim_runtime);
+                self.drain_swim(now);
+                if let Err(error) = result {
+                    self.stats.messages_dropped += 1;
+                    return Err(HandleError::Swim(error));
+                }
+            }
+            Message::Sync(request) => {
+                let answer = self
+                    .store
+                    .answer_sync(
+                        &request,
+                        self.config.max_message_bytes,
+                        self.config.max_sync_reply_bytes,
+                    )
+                    .expect("max_message_bytes was validated against the minimum budget");
+                let mut out = Vec::with_capacity(answer.deltas.len() + answer.pull.len());
+                for delta in &answer.deltas {
+                    out.push((MessageKind::Delta, encode_delta(delta)));
+                }
+                for pull in answer.pull {
+                    out.push((MessageKind::Sync, encode_sync(&pull)));
+                }
+                for (kind, payload) in out {
+                    self.send(from, Channel::Stream, kind, payload);
+                }
+            }
+            Message::Delta(delta) => {
+                // Decoding validated the delta, so applying it cannot fail.
+                if let Ok(outcome) = self.store.apply_delta(&delta) {
+                    self.stats.entries_merged += outcome.changed as u64;
+                    self.stats.entries_rejected += outcome.rejected as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs everything that is due at `now`: SWIM timers and the gossip round.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.timers.peek().is_some_and(|Reverse(s)| s.at <= now) {
+            let Some(Reverse(scheduled)) = self.timers.pop() else {
+                break;
+            };
+            // Errors here are foca declining stale timers; nothing to do about them.
+            let _ = self
+                .swim
+                .handle_timer(scheduled.timer, &mut self.swim_runtime);
+            self.drain_swim(now);
+        }
+        if self.next_round <= now {
+            self.round(now);
+            self.next_round = now + self.config.gossip_interval;
+        }
+    }
+
+    /// When [`Node::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let swim = self.timers.peek().map(|Reverse(s)| s.at);
+        Some(swim.map_or(self.next_round, |at| at.min(self.next_round)))
+    }
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn round(&mut self, now: Instant) {
+        self.stats.rounds += 1;
+        let outcome = self.store.flush();
+        self.events
+            .extend(outcome.saturated.into_iter().map(Event::Saturated));
+        self.push_fresh();
+        self.anti_entropy();
+        // Datagram-only SWIM gossip also carries membership news on foca's own timer;
+        // nothing to drain here, but keep the queue empty in case flush produced output.
+        self.drain_swim(now);
+    }
+
+    /// Sends this node's own entries changed since the last push to `fanout` peers.
+    fn push_fresh(&mut self) {
+        let stable = self.store.stable_version();
+        if stable <= self.pushed_version {
+            return;
+        }
+        let after = self.pushed_version;
+        self.pushed_version = stable;
+        if self.members.is_empty() {
+            return;
+        }
+        let mut wants = vec![None; self.store.actor_count()];
+        wants[ME as usize] = Some(after);
+        let payloads: Vec<Vec<u8>> = self
+            .store
+            .deltas_for_wants(&wants, self.config.max_message_bytes, usize::MAX)
+            .expect("max_message_bytes was validated against the minimum budget")
+            .iter()
+            .map(encode_delta)
+            .collect();
+        for target in self.choose_members(self.config.fanout) {
+            for payload in &payloads {
+                self.send(target, Channel::Stream, MessageKind::Delta, payload.clone());
+            }
+        }
+    }
+
+    /// Sends this node's digest to one random member.
+    fn anti_entropy(&mut self) {
+        let Some(target) = self.choose_members(1).pop() else {
+            return;
+        };
+        let requests = self
+            .store
+            .sync_requests(self.config.max_message_bytes)
+            .expect("max_message_bytes was validated against the minimum budget");
+        for request in requests {
+            let payload = encode_sync(&request);
+            self.send(target, Channel::Stream, MessageKind::Sync, payload);
+        }
+    }
+
+    /// Up to `count` distinct random members' addresses.
+    fn choose_members(&mut self, count: usize) -> Vec<SocketAddr> {
+        let n = self.members.len();
+        let count = count.min(n);
+        // Partial Fisher-Yates over indices: uniform, distinct, deterministic per seed.
+        let mut indices: Vec<usize> = (0..n).collect();
+        for i in 0..count {
+            let j = self.rng.random_range(i..n);
+            indices.swap(i, j);
+        }
+        indices[..count]
+            .iter()
+            .map(|&i| self.members[i].addr())
+            .collect()
+    }
+
+    fn send(
+        &mut self,
+        destination: SocketAddr,
+        channel: Channel,
+        kind: MessageKind,
+        payload: Vec<u8>,
+    ) {
+        self.stats.messages_sent[kind.index()] += 1;
+        self.stats.bytes_sent[kind.index()] += payload.len() as u64;
+        self.transmits.push_back(Transmit {
+            destination,
+            channel,
+            kind,
+            payload,
+        });
+    }
+
+    /// Moves foca's queued output into the node's queues.
+    fn drain_swim(&mut self, now: Instant) {
+        while let Some((to, data)) = self.swim_runtime.to_send() {
+            let payload = crate::wire::encode_swim(&data);
+            self.send(to.addr(), Channel::Datagram, MessageKind::Swim, payload);
+        }
+        while let Some((after, timer)) = self.swim_runtime.to_schedule() {
+            self.timer_seq += 1;
+            self.timers.push(Reverse(Scheduled {
+                at: now + after,
+                seq: self.timer_seq,
+                timer,
+            }));
+        }
+        while let Some(notification) = self.swim_runtime.to_notify() {
+            self.notify(notification);
+        }
+    }
+
+    fn notify(&mut self, notification: OwnedNotification<NodeId>) {
+        match notification {
+            OwnedNotification::MemberUp(id) => {
+                if !self.members.contains(&id) {
+                    self.members.push(id.clone());
+                }
+                self.events.push_back(Event::MemberUp(id));
+            }
+            OwnedNotification::MemberDown(id) => {
+                self.members.retain(|m| *m != id);
+                self.events.push_back(Event::MemberDown(id));
+            }
+            OwnedNotification::Rename(old, new) => {
+                for member in &mut self.members {
+                    if *member == old {
+                        *member = new.clone();
+                    }
+                }
+                self.events.push_back(Event::MemberRenamed { old, new });
+            }
+            OwnedNotification::Active => self.events.push_back(Event::Joined),
+            OwnedNotification::Idle => self.events.push_back(Event::Isolated),
+            OwnedNotification::Defunct => self.events.push_back(Event::Defunct),
+            OwnedNotification::Rejoin(id) => {
+                self.id = id.clone();
+                self.events.push_back(Event::Rejoined(id));
+            }
+        }
+    }
+}
+
+/// Encodes a delta built by the store, which always satisfies the structural rules.
+fn encode_delta(delta: &crate::Delta<'_>) -> Vec<u8> {
+    crate::wire::encode_delta(delta).expect("deltas built by the store are valid")
+}
+
+/// Encodes a sync request built by the store, which always satisfies the rules.
+fn encode_sync(request: &crate::SyncRequest) -> Vec<u8> {
+    crate::wire::encode_sync(request).expect("sync requests built by the store are valid")
+}

@@ -1,0 +1,437 @@
+//! The wire format: a 4-byte envelope followed by a bincode 2 body.
+//!
+//! ```text
+//! +------+------+---------+------+-----------------------------+
+//! | 'C'  | 'M'  | version | kind | body (bincode 2, standard)  |
+//! +------+------+---------+------+-----------------------------+
+//! ```
+//!
+//! `kind` 1 is a SWIM packet (foca's own encoding, see `swim_codec`), 2 a
+//! [`SyncRequest`], 3 a [`Delta`]. Integers in bodies are bincode's little-endian
+//! varints; actor ids are 8 fixed bytes; a delta's entry versions travel as gaps from the
+//! previous version, so a run of consecutive versions costs one byte each.
+//!
+//! Decoding never trusts a length prefix: inputs longer than the caller's maximum are
+//! refused before parsing, strings are bounded by bincode's byte limit, and sequences
+//! are grown element by element as bytes actually arrive (see `bounded_vec`), so a
+//! message can never make the decoder allocate much more than its own size.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::delta::{DeltaEntry, DeltaError, Run};
+use crate::digest::{Scope, SyncRequestError};
+use crate::{ActorId, Delta, SyncRequest};
+
+/// The two magic bytes every message starts with.
+pub const MAGIC: [u8; 2] = *b"CM";
+/// The protocol version this code speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Size of the envelope in bytes.
+pub const HEADER_LEN: usize = 4;
+/// Largest message any node will decode, whatever its configuration says.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+const KIND_SWIM: u8 = 1;
+const KIND_SYNC: u8 = 2;
+const KIND_DELTA: u8 = 3;
+
+/// Upper bound on the memory bincode may claim for strings while decoding one body.
+const DECODE_LIMIT: usize = MAX_MESSAGE_BYTES;
+
+type WireConfig = Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>>;
+
+fn config() -> WireConfig {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
+/// One protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A SWIM membership packet, opaque at this layer.
+    Swim(Cow<'a, [u8]>),
+    /// A digest part asking for missing entries.
+    Sync(SyncRequest),
+    /// Counter entries.
+    Delta(Delta<'a>),
+}
+
+/// Why bytes could not be decoded into a [`Message`]. Decoding has no side effects, so
+/// every variant leaves the node exactly as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is longer than the maximum for its channel.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// Input length.
+        len: usize,
+        /// The limit that applied.
+        max: usize,
+    },
+    /// The input ends before the message does.
+    #[error("message truncated: {len} bytes are not enough")]
+    Truncated {
+        /// Input length.
+        len: usize,
+    },
+    /// The input does not start with [`MAGIC`].
+    #[error("bad magic bytes {found:02x?}")]
+    BadMagic {
+        /// The first two bytes.
+        found: [u8; 2],
+    },
+    /// The envelope names a protocol version this node does not speak.
+    #[error("unsupported protocol version {found} (this node speaks {supported})")]
+    UnsupportedVersion {
+        /// The version in the envelope.
+        found: u8,
+        /// [`PROTOCOL_VERSION`].
+        supported: u8,
+    },
+    /// The envelope names an unknown message kind.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// The body is not a valid encoding of its kind (for example a string that is not
+    /// UTF-8, or an enum tag out of range).
+    #[error("malformed message body: {reason}")]
+    Malformed {
+        /// What bincode reported.
+        reason: String,
+    },
+    /// The body decoded but bytes were left over.
+    #[error("{extra} unexpected bytes after the message body")]
+    TrailingBytes {
+        /// How many bytes were left.
+        extra: usize,
+    },
+    /// A delta decoded but breaks a structural rule.
+    #[error("invalid delta: {0}")]
+    InvalidDelta(#[from] DeltaError),
+    /// A sync request decoded but breaks a structural rule.
+    #[error("invalid sync request: {0}")]
+    InvalidSync(#[from] SyncRequestError),
+}
+
+/// Why a [`Message`] could not be encoded (only possible for hand-built messages that
+/// break a structural rule).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The delta breaks a structural rule.
+    #[error("invalid delta: {0}")]
+    InvalidDelta(#[from] DeltaError),
+    /// The sync request breaks a structural rule.
+    #[error("invalid sync request: {0}")]
+    InvalidSync(#[from] SyncRequestError),
+    /// bincode refused the value.
+    #[error("encoding failed: {0}")]
+    Bincode(String),
+}
+
+impl<'a> Message<'a> {
+    /// Encodes the message, envelope included.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Message::Swim(payload) => Ok(encode_swim(payload)),
+            Message::Sync(request) => encode_sync(request),
+            Message::Delta(delta) => encode_delta(delta),
+        }
+    }
+
+    /// Decodes a message of at most `max_len` bytes. Borrows names and SWIM payloads
+    /// from `bytes` instead of copying them.
+    pub fn decode(bytes: &'a [u8], max_len: usize) -> Result<Self, DecodeError> {
+        let max = max_len.min(MAX_MESSAGE_BYTES);
+        if bytes.len() > max {
+            return Err(DecodeError::Oversized {
+                len: bytes.len(),
+                max,
+            });
+        }
+        let Some((header, body)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return Err(DecodeError::Truncated { len: bytes.len() });
+        };
+        let [m0, m1, version, kind] = *header;
+        if [m0, m1] != MAGIC {
+            return Err(DecodeError::BadMagic { found: [m0, m1] });
+        }
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        match kind {
+            KIND_SWIM => Ok(Message::Swim(Cow::Borrowed(body))),
+            KIND_SYNC => {
+                let wire: WireSync<'_> = decode_body(bytes.len(), body)?;
+                let request = SyncRequest {
+                    scope: wire.scope,
+                    versions: wire.versions.into_owned(),
+                    pull_back: wire.pull_back,
+                };
+                request.validate()?;
+                Ok(Message::Sync(request))
+            }
+            KIND_DELTA => {
+                let wire: WireDelta<'a> = decode_body(bytes.len(), body)?;
+                let delta = wire.into_delta()?;
+                delta.validate()?;
+                Ok(Message::Delta(delta))
+            }
+            other => Err(DecodeError::UnknownKind(other)),
+        }
+    }
+}
+
+fn envelope(kind: u8, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + capacity);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(kind);
+    out
+}
+
+/// Encodes a SWIM packet (as [`Message::Swim`] would) without copying it first.
+pub fn encode_swim(payload: &[u8]) -> Vec<u8> {
+    let mut out = envelope(KIND_SWIM, payload.len());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Encodes a sync request (as [`Message::Sync`] would) without cloning it first.
+pub fn encode_sync(request: &SyncRequest) -> Result<Vec<u8>, EncodeError> {
+    request.validate()?;
+    let mut out = envelope(KIND_SYNC, request.encoded_len());
+    let wire = WireSync {
+        scope: request.scope,
+        versions: Cow::Borrowed(&request.versions),
+        pull_back: request.pull_back,
+    };
+    encode_body(&wire, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes a delta (as [`Message::Delta`] would) without cloning it first.
+pub fn encode_delta(delta: &Delta<'_>) -> Result<Vec<u8>, EncodeError> {
+    delta.validate()?;
+    let mut out = envelope(KIND_DELTA, delta.encoded_len());
+    encode_body(&WireDelta::from_delta(delta), &mut out)?;
+    Ok(out)
+}
+
+fn encode_body<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let body = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| EncodeError::Bincode(e.to_string()))?;
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+fn decode_body<'a, T: Deserialize<'a>>(total: usize, body: &'a [u8]) -> Result<T, DecodeError> {
+    use bincode::error::DecodeError as B;
+    let (value, used) =
+        bincode::serde::borrow_decode_from_slice::<T, _>(body, config()).map_err(|e| match e {
+            B::UnexpectedEnd { .. } => DecodeError::Truncated { len: total },
+            B::LimitExceeded => DecodeError::Oversized {
+                len: total,
+                max: DECODE_LIMIT,
+            },
+            other => DecodeError::Malformed {
+                reason: other.to_string(),
+            },
+        })?;
+    if used != body.len() {
+        return Err(DecodeError::TrailingBytes {
+            extra: body.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+/// Size of `value` as a bincode standard varint.
+pub(crate) const fn varint_len(value: u64) -> usize {
+    if value < 251 {
+        1
+    } else if value <= u16::MAX as u64 {
+        3
+    } else if value <= u32::MAX as u64 {
+        5
+    } else {
+        9
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSync<'a> {
+    scope: Scope,
+    #[serde(deserialize_with = "bounded_cow_vec")]
+    versions: Cow<'a, [(ActorId, u64)]>,
+    pull_back: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireDelta<'a> {
+    #[serde(borrow, deserialize_with = "bounded_vec")]
+    runs: Vec<WireRun<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRun<'a> {
+    actor: ActorId,
+    after: u64,
+    upto: u64,
+    #[serde(borrow, deserialize_with = "bounded_vec")]
+    entries: Vec<WireEntry<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEntry<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    /// `version - previous version` (the first entry's previous is the run's `after`).
+    gap: u64,
+    p: u64,
+    n: u64,
+}
+
+impl<'a> WireDelta<'a> {
+    fn from_delta(delta: &'a Delta<'_>) -> Self {
+        let runs = delta
+            .runs
+            .iter()
+            .map(|run| {
+                let mut previous = run.after;
+                let entries = run
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        // Validated ascending above `after`, so the gap is positive.
+                        let gap = e.version - previous;
+                        previous = e.version;
+                        WireEntry {
+                            name: Cow::Borrowed(&e.name),
+                            gap,
+                            p: e.p,
+                            n: e.n,
+                        }
+                    })
+                    .collect();
+                WireRun {
+                    actor: run.actor,
+                    after: run.after,
+                    upto: run.upto,
+                    entries,
+                }
+            })
+            .collect();
+        Self { runs }
+    }
+
+    fn into_delta(self) -> Result<Delta<'a>, DeltaError> {
+        let runs = self
+            .runs
+            .into_iter()
+            .map(|run| {
+                let mut version = run.after;
+                let entries = run
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        version = version
+                            .checked_add(e.gap)
+                            .filter(|_| e.gap > 0)
+                            .ok_or(DeltaError::VersionsOutOfOrder { actor: run.actor })?;
+                        Ok(DeltaEntry {
+                            name: e.name,
+                            version,
+                            p: e.p,
+                            n: e.n,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, DeltaError>>()?;
+                Ok(Run {
+                    actor: run.actor,
+                    after: run.after,
+                    upto: run.upto,
+                    entries,
+                })
+            })
+            .collect::<Result<Vec<_>, DeltaError>>()?;
+        Ok(Delta { runs })
+    }
+}
+
+/// How many elements a sequence may preallocate before its bytes have been seen.
+const PREALLOCATE_AT_MOST: usize = 64;
+
+/// Deserializes a `Vec` without trusting its length prefix: at most
+/// [`PREALLOCATE_AT_MOST`] elements are reserved up front and the rest grow as elements
+/// actually decode, each of which consumes input bytes.
+fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct BoundedVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0).min(PREALLOCATE_AT_MOST);
+            let mut out = Vec::with_capacity(hint);
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_seq(BoundedVisitor(PhantomData))
+}
+
+fn bounded_cow_vec<'de, 'a, D, T>(deserializer: D) -> Result<Cow<'a, [T]>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Clone,
+{
+    bounded_vec(deserializer).map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_bincode() {
+        for v in [
+            0u64,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let encoded = bincode::serde::encode_to_vec(v, config()).unwrap();
+            assert_eq!(encoded.len(), varint_len(v), "value {v}");
+        }
+    }
+
+    #[test]
+    fn actor_ids_are_eight_fixed_bytes() {
+        let encoded = bincode::serde::encode_to_vec(ActorId::from_u64(1), config()).unwrap();
+        assert_eq!(encoded, [0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+}
