@@ -12,12 +12,19 @@ pub(crate) type ActorIdx = u32;
 /// The store's own actor.
 pub(crate) const ME: ActorIdx = 0;
 
+/// Out-of-order runs remembered per actor.
+const MAX_PENDING_RUNS: usize = 8;
+
 /// Interned actors and, for each, the contiguous watermark: every change the actor made
 /// up to this version is reflected in the store (see ARCHITECTURE.md, "watermarks").
 #[derive(Debug)]
 pub(crate) struct Actors {
     ids: Vec<ActorId>,
     watermarks: Vec<u64>,
+    /// Per actor, complete runs `(after, upto]` that arrived before the watermark
+    /// reached their `after`. They are absorbed as soon as it does, so a split delta
+    /// delivered out of order still advances the watermark all the way.
+    pending: Vec<Vec<(u64, u64)>>,
     by_id: HashMap<ActorId, ActorIdx, FixedState>,
 }
 
@@ -28,6 +35,7 @@ impl Actors {
         Self {
             ids: vec![me],
             watermarks: vec![0],
+            pending: vec![Vec::new()],
             by_id,
         }
     }
@@ -55,6 +63,7 @@ impl Actors {
         let idx = ActorIdx::try_from(self.ids.len()).ok()?;
         self.ids.push(id);
         self.watermarks.push(0);
+        self.pending.push(Vec::new());
         self.by_id.insert(id, idx);
         Some(idx)
     }
@@ -64,8 +73,57 @@ impl Actors {
         self.watermarks[idx as usize]
     }
 
-    pub(crate) fn set_watermark(&mut self, idx: ActorIdx, version: u64) {
-        self.watermarks[idx as usize] = version;
+    /// Records that all of the actor's entries in `(after, upto]` are held, given that
+    /// the entries of the run that said so have been merged. Returns whether the
+    /// watermark moved.
+    pub(crate) fn record_run(&mut self, idx: ActorIdx, after: u64, upto: u64) -> bool {
+        let i = idx as usize;
+        let start = self.watermarks[i];
+        if upto <= start {
+            return false;
+        }
+        if after > start {
+            let pending = &mut self.pending[i];
+            pending.push((after, upto));
+            pending.sort_unstable();
+            // Coalesce overlapping or touching runs.
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(pending.len());
+            for &(a, u) in pending.iter() {
+                match merged.last_mut() {
+                    Some(last) if a <= last.1 => last.1 = last.1.max(u),
+                    _ => merged.push((a, u)),
+                }
+            }
+            // Keep the runs closest to the watermark; the rest will be offered again.
+            merged.truncate(MAX_PENDING_RUNS);
+            *pending = merged;
+            return false;
+        }
+        let mut watermark = upto;
+        let pending = &mut self.pending[i];
+        pending.sort_unstable();
+        let mut keep = 0;
+        for k in 0..pending.len() {
+            let (a, u) = pending[k];
+            if a <= watermark {
+                watermark = watermark.max(u);
+            } else {
+                pending[keep] = (a, u);
+                keep += 1;
+            }
+        }
+        pending.truncate(keep);
+        if pending.is_empty() {
+            pending.shrink_to_fit();
+        }
+        self.watermarks[i] = watermark;
+        true
+    }
+
+    /// Raises the watermark to `version` (a full-state merge proved it).
+    pub(crate) fn raise_watermark(&mut self, idx: ActorIdx, version: u64) -> bool {
+        let current = self.watermarks[idx as usize];
+        current < version && self.record_run(idx, current, version)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ActorIdx, ActorId)> + '_ {

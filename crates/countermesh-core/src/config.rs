@@ -24,6 +24,10 @@ pub struct Config {
     /// Most delta bytes sent in answer to one sync request; a peer that is further
     /// behind catches up over several rounds. Default 4 MiB.
     pub max_sync_reply_bytes: usize,
+    /// While a node has no live member, it re-announces itself to its seeds this often,
+    /// so a lost join packet or a long partition does not leave it alone for good.
+    /// Default 1 s.
+    pub rejoin_interval: Duration,
     /// SWIM (foca) settings. `max_packet_size` is overwritten to fit
     /// `max_datagram_bytes` when the node starts.
     pub swim: foca::Config,
@@ -45,6 +49,7 @@ impl Config {
             max_datagram_bytes: 1200,
             max_message_bytes: 64 * 1024,
             max_sync_reply_bytes: 4 * 1024 * 1024,
+            rejoin_interval: Duration::from_secs(1),
             swim: foca::Config::new_lan(nodes),
         }
     }
@@ -53,6 +58,9 @@ impl Config {
     pub(crate) fn validated_swim(&self) -> Result<foca::Config, ConfigError> {
         if self.gossip_interval.is_zero() {
             return Err(ConfigError::ZeroGossipInterval);
+        }
+        if self.rejoin_interval.is_zero() {
+            return Err(ConfigError::ZeroRejoinInterval);
         }
         if self.fanout == 0 {
             return Err(ConfigError::ZeroFanout);
@@ -100,6 +108,9 @@ pub enum ConfigError {
     /// `gossip_interval` is zero.
     #[error("gossip_interval must be greater than zero")]
     ZeroGossipInterval,
+    /// `rejoin_interval` is zero.
+    #[error("rejoin_interval must be greater than zero")]
+    ZeroRejoinInterval,
     /// `fanout` is zero.
     #[error("fanout must be at least 1")]
     ZeroFanout,

@@ -302,12 +302,8 @@ impl Store {
                     outcome.changed += 1;
                 }
             }
-            if complete && actor != ME {
-                let watermark = self.actors.watermark(actor);
-                if run.after <= watermark && run.upto > watermark {
-                    self.actors.set_watermark(actor, run.upto);
-                    outcome.watermarks_advanced += 1;
-                }
+            if complete && actor != ME && self.actors.record_run(actor, run.after, run.upto) {
+                outcome.watermarks_advanced += 1;
             }
         }
         Ok(outcome)

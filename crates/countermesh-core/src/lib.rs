@@ -46,6 +46,9 @@ mod store;
 mod swim_codec;
 mod wire;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use crate::actor::ActorId;
 pub use crate::config::{Config, ConfigError, MIN_DATAGRAM_BYTES};
 pub use crate::counter::{Counter, ValueOverflow};
@@ -58,8 +61,8 @@ pub use crate::identity::NodeId;
 pub use crate::name::{CounterName, MAX_NAME_LEN, NameError, validate_name};
 pub use crate::node::{Channel, HandleError, MessageKind, Node, Stats, Transmit};
 pub use crate::store::{
-    CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, FlushOutcome, Limits, Persistence,
-    Store,
+    Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, FlushOutcome, Limits,
+    Persistence, Store,
 };
 pub use crate::swim_codec::SwimCodecError;
 pub use crate::wire::{

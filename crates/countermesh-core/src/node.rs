@@ -173,6 +173,10 @@ pub struct Node {
     swim_runtime: AccumulatingRuntime<NodeId>,
     rng: SmallRng,
     members: Vec<NodeId>,
+    /// Addresses given to [`Node::join`], re-announced to while the node is alone.
+    seeds: Vec<SocketAddr>,
+    /// When the node may next re-announce itself to its seeds.
+    next_rejoin: Instant,
     timers: BinaryHeap<Reverse<Scheduled>>,
     timer_seq: u64,
     next_round: Instant,
@@ -224,6 +228,8 @@ impl Node {
             swim_runtime: AccumulatingRuntime::new(),
             rng,
             members: Vec::new(),
+            seeds: Vec::new(),
+            next_rejoin: now,
             timers: BinaryHeap::new(),
             timer_seq: 0,
             transmits: VecDeque::new(),
@@ -271,10 +277,22 @@ impl Node {
     }
 
     /// Asks the node at `seed` to let this node join its cluster.
+    ///
+    /// The seed is remembered: whenever this node has no live member (the announce was
+    /// lost, the seed was down, or a partition isolated the node), it announces itself
+    /// to its seeds again every [`Config::rejoin_interval`].
     pub fn join(&mut self, seed: SocketAddr, now: Instant) {
         if seed == self.id.addr() {
             return;
         }
+        if !self.seeds.contains(&seed) {
+            self.seeds.push(seed);
+        }
+        self.announce(seed, now);
+        self.next_rejoin = now + self.config.rejoin_interval;
+    }
+
+    fn announce(&mut self, seed: SocketAddr, now: Instant) {
         let result = self
             .swim
             .announce(NodeId::seed(seed), &mut self.swim_runtime);
@@ -415,6 +433,12 @@ impl Node {
             .extend(outcome.saturated.into_iter().map(Event::Saturated));
         self.push_fresh();
         self.anti_entropy();
+        if self.members.is_empty() && !self.seeds.is_empty() && now >= self.next_rejoin {
+            for seed in self.seeds.clone() {
+                self.announce(seed, now);
+            }
+            self.next_rejoin = now + self.config.rejoin_interval;
+        }
         // Datagram-only SWIM gossip also carries membership news on foca's own timer;
         // nothing to drain here, but keep the queue empty in case flush produced output.
         self.drain_swim(now);

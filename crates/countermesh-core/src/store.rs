@@ -86,6 +86,19 @@ pub struct FlushOutcome {
     pub saturated: Vec<CounterName>,
 }
 
+/// One actor's contribution to a counter, as reported by [`Store::contributions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Contribution {
+    /// The actor.
+    pub actor: ActorId,
+    /// The actor's version at which it last changed this counter.
+    pub version: u64,
+    /// The actor's total increments.
+    pub p: u64,
+    /// The actor's total decrements.
+    pub n: u64,
+}
+
 /// One actor's contribution to one counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -284,6 +297,23 @@ impl Store {
     /// its adds have been flushed).
     pub fn contributors(&self, name: &str) -> Option<usize> {
         Some(self.slots[self.find(name)? as usize].entries.len())
+    }
+
+    /// Every actor's entry for `name`, in ascending actor order.
+    pub fn contributions(&self, name: &str) -> Option<Vec<Contribution>> {
+        let slot = &self.slots[self.find(name)? as usize];
+        let mut out: Vec<Contribution> = slot
+            .entries
+            .iter()
+            .map(|e| Contribution {
+                actor: self.actors.id(e.actor),
+                version: e.version,
+                p: e.p,
+                n: e.n,
+            })
+            .collect();
+        out.sort_by_key(|c| c.actor);
+        Some(out)
     }
 
     /// Folds every handle's pending adds into this node's CRDT entries.
@@ -523,8 +553,7 @@ impl Store {
                 continue;
             };
             let theirs = other.watermark_of(idx);
-            if mine != ME && theirs > self.actors.watermark(mine) {
-                self.actors.set_watermark(mine, theirs);
+            if mine != ME && self.actors.raise_watermark(mine, theirs) {
                 outcome.watermarks_advanced += 1;
             }
         }

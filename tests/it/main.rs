@@ -1,0 +1,9 @@
+//! The integration-test binary: one process, many modules, shared helpers.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cluster;
+mod decode;
+mod delivery;
+mod merge_laws;
+mod store_rules;
+mod support;

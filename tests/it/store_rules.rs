@@ -1,0 +1,319 @@
+//! Store rules: versions, watermarks, persistence gating, limits, overflow, budgets.
+
+use countermesh_core::{
+    ActorId, CounterError, Delta, DeltaEntry, Digest, Limits, MIN_MESSAGE_BUDGET, Message,
+    NameError, Persistence, Run, Store, ValueOverflow,
+};
+
+fn sync(from: &Store, to: &mut Store, budget: usize) -> usize {
+    let deltas = from.delta_for(&to.digest(), budget).unwrap();
+    let mut bytes = 0;
+    for delta in &deltas {
+        let encoded = Message::Delta(delta.clone()).encode().unwrap();
+        assert!(encoded.len() <= budget);
+        bytes += encoded.len();
+        to.apply_delta(delta).unwrap();
+    }
+    bytes
+}
+
+#[test]
+fn bad_names_are_typed_errors() {
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    assert_eq!(
+        store.counter("").unwrap_err(),
+        CounterError::InvalidName(NameError::Empty)
+    );
+    assert!(matches!(
+        store.counter(&"n".repeat(300)),
+        Err(CounterError::InvalidName(NameError::TooLong {
+            len: 300,
+            max: 256
+        }))
+    ));
+    assert!(store.is_empty());
+}
+
+#[test]
+fn a_million_adds_make_the_same_delta_as_one() {
+    let mut one = Store::new(ActorId::from_u64(1), 0);
+    one.counter("sixteen-byte-nam").unwrap().add(1);
+    one.flush();
+    let mut many = Store::new(ActorId::from_u64(1), 0);
+    let counter = many.counter("sixteen-byte-nam").unwrap();
+    for _ in 0..1_000_000 {
+        counter.add(1);
+    }
+    many.flush();
+    let a = one.delta_for(&Digest::default(), 1200).unwrap();
+    let b = many.delta_for(&Digest::default(), 1200).unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(b.len(), 1);
+    assert_eq!(a[0].entry_count(), 1);
+    assert_eq!(b[0].entry_count(), 1);
+    // The totals differ (1 vs 1,000,000) and so does their varint width: 1 vs 5 bytes.
+    assert_eq!(b[0].encoded_len() - a[0].encoded_len(), 4);
+}
+
+#[test]
+fn flush_versions_only_changed_counters() {
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let a = store.counter("a").unwrap();
+    let b = store.counter("b").unwrap();
+    a.add(1);
+    b.add(1);
+    assert_eq!(store.flush().changed, 2);
+    assert_eq!(store.local_version(), 2);
+    a.add(5);
+    a.add(-5);
+    assert_eq!(store.flush().changed, 0, "net zero changes nothing");
+    b.add(-3);
+    assert_eq!(store.flush().changed, 1);
+    assert_eq!(store.local_version(), 3);
+    let contributions = store.contributions("b").unwrap();
+    assert_eq!((contributions[0].p, contributions[0].n), (1, 3));
+    assert_eq!(store.value("b"), Some(-2));
+}
+
+#[test]
+fn own_changes_wait_for_durability_when_required() {
+    let mut store = Store::new(ActorId::from_u64(1), 0).with_persistence(Persistence::Required);
+    let c = store.counter("c").unwrap();
+    c.add(7);
+    store.flush();
+    assert_eq!(store.local_version(), 1);
+    assert_eq!(store.stable_version(), 0);
+    assert!(
+        store
+            .delta_for(&Digest::default(), 1200)
+            .unwrap()
+            .is_empty()
+    );
+
+    store.mark_durable(1);
+    let deltas = store.delta_for(&Digest::default(), 1200).unwrap();
+    assert_eq!(deltas[0].entry_count(), 1);
+
+    // A later change, not yet durable, is held back even though an older durable
+    // version of the same counter exists: the entry now carries version 2.
+    c.add(1);
+    store.flush();
+    let mut peer = Store::new(ActorId::from_u64(2), 0);
+    sync(&store, &mut peer, 1200);
+    assert_eq!(
+        peer.value("c"),
+        None,
+        "version 1 was superseded by non-durable 2"
+    );
+    assert_eq!(peer.watermark(ActorId::from_u64(1)), 1);
+    store.mark_durable(99);
+    assert_eq!(store.stable_version(), 2, "clamped to the local version");
+    sync(&store, &mut peer, 1200);
+    assert_eq!(peer.value("c"), Some(8));
+}
+
+fn entry(name: &str, version: u64, p: u64) -> DeltaEntry<'static> {
+    DeltaEntry {
+        name: name.to_owned().into(),
+        version,
+        p,
+        n: 0,
+    }
+}
+
+#[test]
+fn a_gap_holds_the_watermark_until_filled() {
+    let actor = ActorId::from_u64(5);
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let late = Delta {
+        runs: vec![Run {
+            actor,
+            after: 2,
+            upto: 4,
+            entries: vec![entry("x", 4, 10)],
+        }],
+    };
+    let outcome = store.apply_delta(&late).unwrap();
+    assert_eq!(outcome.changed, 1);
+    assert_eq!(outcome.watermarks_advanced, 0);
+    assert_eq!(store.watermark(actor), 0);
+    assert_eq!(
+        store.value("x"),
+        Some(10),
+        "entries merge even across a gap"
+    );
+
+    let early = Delta {
+        runs: vec![Run {
+            actor,
+            after: 0,
+            upto: 2,
+            entries: vec![entry("y", 2, 1)],
+        }],
+    };
+    let outcome = store.apply_delta(&early).unwrap();
+    assert_eq!(outcome.watermarks_advanced, 1);
+    assert_eq!(
+        store.watermark(actor),
+        4,
+        "filling the gap absorbs the run that arrived early"
+    );
+    // Re-applying is a no-op.
+    let again = store.apply_delta(&late).unwrap();
+    assert_eq!(again.changed, 0);
+    assert_eq!(again.watermarks_advanced, 0);
+}
+
+#[test]
+fn limits_reject_without_claiming() {
+    let limits = Limits {
+        max_counters: 2,
+        max_actors: 3,
+    };
+    let mut store = Store::new(ActorId::from_u64(1), 0).with_limits(limits);
+    let delta = Delta {
+        runs: vec![Run {
+            actor: ActorId::from_u64(5),
+            after: 0,
+            upto: 3,
+            entries: vec![entry("a", 1, 1), entry("b", 2, 1), entry("c", 3, 1)],
+        }],
+    };
+    let outcome = store.apply_delta(&delta).unwrap();
+    assert_eq!(outcome.rejected, 1);
+    assert_eq!(store.len(), 2);
+    assert_eq!(
+        store.watermark(ActorId::from_u64(5)),
+        0,
+        "a run that was not fully stored must not advance the watermark"
+    );
+    assert_eq!(
+        store.counter("d").unwrap_err(),
+        CounterError::TooManyCounters { limit: 2 }
+    );
+    // Actor limit: this store's own actor plus two more.
+    for id in 6..9 {
+        let delta = Delta {
+            runs: vec![Run {
+                actor: ActorId::from_u64(id),
+                after: 0,
+                upto: 1,
+                entries: vec![entry("a", 1, 1)],
+            }],
+        };
+        let outcome = store.apply_delta(&delta).unwrap();
+        assert_eq!(outcome.rejected, usize::from(id >= 7), "actor {id}");
+    }
+    assert_eq!(store.actor_count(), 3);
+}
+
+#[test]
+fn values_beyond_i64_are_reported_not_wrapped() {
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let c = store.counter("big").unwrap();
+    c.add(i64::MAX);
+    c.add(i64::MAX);
+    let exact = 2 * i128::from(i64::MAX);
+    assert_eq!(c.value(), Err(ValueOverflow { value: exact }));
+    assert_eq!(c.value_i128(), exact);
+    store.flush();
+    assert_eq!(c.value_i128(), exact);
+    c.add(i64::MIN);
+    c.add(i64::MIN);
+    assert_eq!(c.value(), Ok(-2));
+    // Merged from another actor, the exact sum stays exact.
+    let mut peer = Store::new(ActorId::from_u64(2), 0);
+    let d = peer.counter("big").unwrap();
+    d.add(i64::MAX);
+    peer.flush();
+    store.flush();
+    sync(&peer, &mut store, 1200);
+    assert_eq!(c.value(), Ok(i64::MAX - 2));
+    assert_eq!(store.value("big"), Some(i128::from(i64::MAX) - 2));
+}
+
+#[test]
+fn a_counter_saturates_instead_of_wrapping() {
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let c = store.counter("s").unwrap();
+    for _ in 0..3 {
+        c.add(i64::MAX);
+    }
+    let outcome = store.flush();
+    assert_eq!(outcome.saturated.len(), 1, "3 * (2^63 - 1) > u64::MAX");
+    // Nothing is lost locally: the excess stays pending and still counts.
+    assert_eq!(c.value_i128(), 3 * i128::from(i64::MAX));
+    let contributions = store.contributions("s").unwrap();
+    assert_eq!(contributions[0].p, u64::MAX);
+}
+
+#[test]
+fn deltas_split_under_small_budgets_and_stay_complete() {
+    let mut source = Store::new(ActorId::from_u64(1), 0);
+    for i in 0..3000 {
+        source
+            .counter(&format!("counter-{i:08}"))
+            .unwrap()
+            .add(i + 1);
+    }
+    source.flush();
+    let mut target = Store::new(ActorId::from_u64(2), 0);
+    let deltas = source
+        .delta_for(&target.digest(), MIN_MESSAGE_BUDGET)
+        .unwrap();
+    assert!(deltas.len() > 100);
+    for delta in &deltas {
+        assert!(delta.encoded_len() <= MIN_MESSAGE_BUDGET);
+        target.apply_delta(delta).unwrap();
+    }
+    assert_eq!(target.len(), 3000);
+    assert_eq!(target.watermark(ActorId::from_u64(1)), 3000);
+    for i in 0..3000 {
+        assert_eq!(
+            target.value(&format!("counter-{i:08}")),
+            Some(i128::from(i) + 1)
+        );
+    }
+    // Delivered in reverse: the watermark waits for the first message, then absorbs the
+    // most recent out-of-order runs it remembered (a bounded number; the rest would be
+    // offered again by the next anti-entropy round).
+    let mut reversed = Store::new(ActorId::from_u64(3), 0);
+    let tail: Vec<_> = deltas[..9].iter().rev().collect();
+    for delta in tail {
+        reversed.apply_delta(delta).unwrap();
+    }
+    assert_eq!(
+        reversed.watermark(ActorId::from_u64(1)),
+        deltas[8].runs[0].upto,
+        "the first nine messages, delivered last-to-first, advance the watermark fully"
+    );
+}
+
+#[test]
+fn budget_below_minimum_is_an_error() {
+    let store = Store::new(ActorId::from_u64(1), 0);
+    assert!(store.delta_for(&Digest::default(), 100).is_err());
+}
+
+#[test]
+fn a_peer_holding_newer_own_state_is_adopted() {
+    // A node that lost its state (here: a fresh store with the same actor) learns its
+    // own entries back from a peer and continues after the highest version seen.
+    let me = ActorId::from_u64(1);
+    let mut original = Store::new(me, 0);
+    original.counter("c").unwrap().add(10);
+    original.flush();
+    let mut peer = Store::new(ActorId::from_u64(2), 0);
+    sync(&original, &mut peer, 1200);
+
+    let mut restarted = Store::new(me, 0);
+    sync(&peer, &mut restarted, 1200);
+    assert_eq!(restarted.value("c"), Some(10));
+    assert_eq!(restarted.local_version(), 1);
+    let c = restarted.counter("c").unwrap();
+    c.add(1);
+    restarted.flush();
+    assert_eq!(restarted.local_version(), 2, "no version reused");
+    sync(&restarted, &mut peer, 1200);
+    assert_eq!(peer.value("c"), Some(11));
+}

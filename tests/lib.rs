@@ -1,0 +1,1 @@
+//! Integration tests for countermesh live in `it/` (one binary) and `decode_alloc.rs`.
