@@ -1,2 +1,374 @@
-//! Benchmarks (filled in below).
-fn main() {}
+//! Core benchmarks: the hot-path add against its baselines, memory per entry, and delta
+//! bytes per changed entry. Every ratio compares measurements taken in this same run.
+//!
+//! Run with `cargo bench -p countermesh-core`. The run ends with one `name: value` line
+//! per target (see BENCHMARKS.md), which scripts read back.
+#![allow(clippy::print_stdout)]
+
+use std::alloc::System;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use countermesh_core::{ActorId, Delta, DeltaEntry, Digest, Message, Run, Store};
+use crdts::CmRDT;
+use criterion::{Criterion, Throughput};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Records the nanoseconds per operation of every sample criterion takes, so the
+/// summary can compare medians measured in this very run.
+#[derive(Clone, Default)]
+struct Samples(Rc<RefCell<Vec<f64>>>);
+
+impl Samples {
+    fn record(&self, ops: u64, took: Duration) -> Duration {
+        if ops > 0 {
+            self.0
+                .borrow_mut()
+                .push(took.as_nanos() as f64 / ops as f64);
+        }
+        took
+    }
+
+    /// Median nanoseconds per operation, or NaN if nothing was measured (`--test`).
+    fn median_ns(&self) -> f64 {
+        let mut v = self.0.borrow().clone();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+}
+
+/// A 64-byte aligned atomic, so the baseline does not share a line with anything.
+#[repr(align(128))]
+struct PaddedAtomic(AtomicI64);
+
+fn bench_single_thread(c: &mut Criterion) -> (Samples, Samples, Samples) {
+    let (ours, atomic, mutex) = (Samples::default(), Samples::default(), Samples::default());
+    let mut group = c.benchmark_group("add_1_thread");
+    group.throughput(Throughput::Elements(1));
+
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let counter = store.counter("page_views").unwrap();
+    let s = ours.clone();
+    group.bench_function("countermesh_counter_add", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                counter.add(black_box(1));
+            }
+            s.record(iters, start.elapsed())
+        });
+    });
+
+    let bare = PaddedAtomic(AtomicI64::new(0));
+    let s = atomic.clone();
+    group.bench_function("atomic_i64_fetch_add_relaxed", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                bare.0.fetch_add(black_box(1), Ordering::Relaxed);
+            }
+            s.record(iters, start.elapsed())
+        });
+    });
+
+    let locked = Mutex::new(crdts::PNCounter::<u64>::new());
+    let s = mutex.clone();
+    group.bench_function("mutex_crdts_pncounter_inc", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let mut pn = locked.lock().unwrap();
+                let op = pn.inc(black_box(1));
+                pn.apply(op);
+            }
+            s.record(iters, start.elapsed())
+        });
+    });
+    group.finish();
+    black_box(store.flush());
+    (ours, atomic, mutex)
+}
+
+/// Two threads, `iters / 2` operations each; returns the wall time for all of them.
+fn two_threads(iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters / 2 {
+                    op();
+                }
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        // Leaving the scope joins both threads.
+        start
+    })
+    .elapsed()
+}
+
+fn bench_two_threads(c: &mut Criterion) -> (Samples, Samples) {
+    let (ours, atomic) = (Samples::default(), Samples::default());
+    let mut group = c.benchmark_group("add_2_threads_same_counter");
+    group.throughput(Throughput::Elements(1));
+
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let counter = store.counter("page_views").unwrap();
+    let s = ours.clone();
+    group.bench_function("countermesh_counter_add", |b| {
+        b.iter_custom(|iters| {
+            let took = two_threads(iters, &|| counter.add(black_box(1)));
+            s.record(iters, took)
+        });
+    });
+
+    let shared = PaddedAtomic(AtomicI64::new(0));
+    let s = atomic.clone();
+    group.bench_function("shared_atomic_fetch_add_relaxed", |b| {
+        b.iter_custom(|iters| {
+            let took = two_threads(iters, &|| {
+                shared.0.fetch_add(black_box(1), Ordering::Relaxed);
+            });
+            s.record(iters, took)
+        });
+    });
+    group.finish();
+    (ours, atomic)
+}
+
+/// 16-byte counter names, as the targets specify.
+fn name(i: usize) -> String {
+    format!("counter-{i:08}")
+}
+
+/// Net heap bytes allocated since `region` began. stats_alloc already folds a
+/// realloc's growth or shrinkage into `bytes_allocated`/`bytes_deallocated`.
+fn live_bytes(region: &Region<'_, System>) -> isize {
+    let change = region.change();
+    change.bytes_allocated as isize - change.bytes_deallocated as isize
+}
+
+/// One remote actor's entries for every counter, as a single delta.
+fn remote_delta(actor: u64, counters: usize) -> Delta<'static> {
+    Delta {
+        runs: vec![Run {
+            actor: ActorId::from_u64(actor),
+            after: 0,
+            upto: counters as u64,
+            entries: (0..counters)
+                .map(|i| DeltaEntry {
+                    name: name(i).into(),
+                    version: i as u64 + 1,
+                    p: 1_000 + i as u64,
+                    n: 7,
+                })
+                .collect(),
+        }],
+    }
+}
+
+struct Memory {
+    with_handles: f64,
+    without_handles: f64,
+    crdts_baseline: f64,
+}
+
+/// Live heap bytes per (counter, actor) entry at 100k counters x 10 actors.
+fn memory(counters: usize, actors: u64) -> Memory {
+    let entries = counters as f64 * actors as f64;
+
+    // This node adds to every counter (so each has a handle and an own entry), and
+    // learns the other nine actors' entries from deltas.
+    let region = Region::new(GLOBAL);
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let handles: Vec<_> = (0..counters)
+        .map(|i| {
+            let c = store.counter(&name(i)).unwrap();
+            c.add(1);
+            c
+        })
+        .collect();
+    store.flush();
+    let mut bytes = live_bytes(&region);
+    for actor in 2..=actors {
+        let delta = remote_delta(actor, counters);
+        let region = Region::new(GLOBAL);
+        store.apply_delta(&delta).unwrap();
+        bytes += live_bytes(&region);
+    }
+    // The handles themselves belong to the application, but their cells are state.
+    let with_handles = bytes as f64 / entries;
+    drop(handles);
+    drop(store);
+
+    // A node that only relays: all ten actors are remote, no handles.
+    let mut store = Store::new(ActorId::from_u64(1_000), 0);
+    let mut bytes = 0;
+    for actor in 2..=actors + 1 {
+        let delta = remote_delta(actor, counters);
+        let region = Region::new(GLOBAL);
+        store.apply_delta(&delta).unwrap();
+        bytes += live_bytes(&region);
+    }
+    let without_handles = bytes as f64 / entries;
+    drop(store);
+
+    // Baseline: crdts::PNCounter as is, keyed by ActorId, in a HashMap by name (and
+    // without any per-entry version, which deltas need).
+    let region = Region::new(GLOBAL);
+    let mut map: HashMap<String, crdts::PNCounter<ActorId>> = HashMap::new();
+    for i in 0..counters {
+        let counter = map.entry(name(i)).or_default();
+        for actor in 1..=actors {
+            let op = counter.inc_many(ActorId::from_u64(actor), 1_000 + i as u64);
+            counter.apply(op);
+            let op = counter.dec_many(ActorId::from_u64(actor), 7);
+            counter.apply(op);
+        }
+    }
+    let crdts_baseline = live_bytes(&region) as f64 / entries;
+    drop(map);
+    Memory {
+        with_handles,
+        without_handles,
+        crdts_baseline,
+    }
+}
+
+struct DeltaBytes {
+    per_changed_entry: f64,
+    ratio_1m_vs_1: f64,
+    cold_ratio_1m_vs_1: f64,
+    full_state_bytes: usize,
+    changed_bytes: usize,
+}
+
+fn encoded_bytes(deltas: &[Delta<'_>]) -> usize {
+    deltas
+        .iter()
+        .map(|d| Message::Delta(d.clone()).encode().unwrap().len())
+        .sum()
+}
+
+/// Delta bytes for the entries that changed in one round, in 1200-byte messages.
+fn delta_bytes() -> DeltaBytes {
+    const BUDGET: usize = 1200;
+    let me = ActorId::from_u64(0x5151_5151_5151_5151);
+
+    // 1,000 of 100,000 counters change in a round, after a warm-up that gives every
+    // counter a realistic total (about a million).
+    let mut store = Store::new(me, 0);
+    let handles: Vec<_> = (0..100_000)
+        .map(|i| store.counter(&name(i)).unwrap())
+        .collect();
+    for h in &handles {
+        h.add(1_000_000);
+    }
+    store.flush();
+    let full_state_bytes = encoded_bytes(&store.delta_for(&Digest::default(), BUDGET).unwrap());
+    let before = store.local_version();
+    for h in handles.iter().step_by(100) {
+        h.add(3);
+    }
+    store.flush();
+    let deltas = store
+        .delta_for(&Digest::from_pairs([(me, before)]), BUDGET)
+        .unwrap();
+    let entries: usize = deltas.iter().map(Delta::entry_count).sum();
+    assert_eq!(entries, 1_000);
+    let changed_bytes = encoded_bytes(&deltas);
+
+    // One counter: 1 add vs 1,000,000 adds between two rounds, from the same total.
+    let round = |adds: u64, warm: bool| {
+        let mut store = Store::new(me, 0);
+        let c = store.counter(&name(0)).unwrap();
+        if warm {
+            c.add(1_000_000);
+        }
+        store.flush();
+        let before = store.local_version();
+        for _ in 0..adds {
+            c.add(1);
+        }
+        store.flush();
+        encoded_bytes(
+            &store
+                .delta_for(&Digest::from_pairs([(me, before)]), BUDGET)
+                .unwrap(),
+        )
+    };
+    DeltaBytes {
+        per_changed_entry: changed_bytes as f64 / entries as f64,
+        ratio_1m_vs_1: round(1_000_000, true) as f64 / round(1, true) as f64,
+        cold_ratio_1m_vs_1: round(1_000_000, false) as f64 / round(1, false) as f64,
+        full_state_bytes,
+        changed_bytes,
+    }
+}
+
+fn main() {
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let (ours, atomic, mutex) = bench_single_thread(&mut criterion);
+    let (ours2, atomic2) = bench_two_threads(&mut criterion);
+    criterion.final_summary();
+
+    let memory = memory(100_000, 10);
+    let delta = delta_bytes();
+
+    let ns = |s: &Samples| s.median_ns();
+    println!();
+    println!("countermesh-core benchmark details (medians of criterion's samples):");
+    println!(
+        "  add, 1 thread: Counter::add {:.2} ns, AtomicI64::fetch_add {:.2} ns, Mutex<crdts::PNCounter> {:.2} ns",
+        ns(&ours),
+        ns(&atomic),
+        ns(&mutex)
+    );
+    println!(
+        "  add, 2 threads same counter: Counter::add {:.2} ns/op, shared atomic {:.2} ns/op",
+        ns(&ours2),
+        ns(&atomic2)
+    );
+    println!(
+        "  memory per (counter, actor) entry, 100k counters x 10 actors: {:.1} B with a handle per counter, \
+         {:.1} B without handles, crdts::PNCounter map {:.1} B (live heap bytes requested)",
+        memory.with_handles, memory.without_handles, memory.crdts_baseline
+    );
+    println!(
+        "  delta for 1,000 changed of 100,000 counters: {} B ({:.1} B/entry); full state: {} B ({:.0}x)",
+        delta.changed_bytes,
+        delta.per_changed_entry,
+        delta.full_state_bytes,
+        delta.full_state_bytes as f64 / delta.changed_bytes as f64
+    );
+    println!(
+        "  1,000,000 adds vs 1 add in a round from a zero total: delta size ratio {:.3} (varint width of the total)",
+        delta.cold_ratio_1m_vs_1
+    );
+    println!();
+    println!("add_vs_atomic_ratio: {:.3}", ns(&atomic) / ns(&ours));
+    println!("add_vs_mutex_ratio: {:.3}", ns(&mutex) / ns(&ours));
+    println!(
+        "add_2threads_vs_shared_atomic_ratio: {:.3}",
+        ns(&atomic2) / ns(&ours2)
+    );
+    println!("bytes_per_entry: {:.1}", memory.with_handles);
+    println!("delta_bytes_per_entry: {:.1}", delta.per_changed_entry);
+    println!("delta_bytes_1m_vs_1_add_ratio: {:.3}", delta.ratio_1m_vs_1);
+}

@@ -15,8 +15,9 @@ pub struct Config {
     /// How many random peers receive this node's fresh changes each round. Default 3.
     pub fanout: usize,
     /// Largest datagram the transport can carry, envelope included; SWIM packets are
-    /// sized to fit. Default 1200 bytes (QUIC's minimum datagram size is about 1160 on
-    /// a fresh path, so foca's default of 1400 would not fit).
+    /// sized to fit. Default 1150 bytes: a fresh QUIC path carries datagrams of about
+    /// 1160 bytes before path-MTU discovery raises the limit, so foca's default of 1400
+    /// would not fit.
     pub max_datagram_bytes: usize,
     /// Largest counter message (sync request or delta), envelope included. Default
     /// 64 KiB; at least [`MIN_MESSAGE_BUDGET`], at most [`MAX_MESSAGE_BYTES`].
@@ -46,7 +47,7 @@ impl Config {
         Self {
             gossip_interval: Duration::from_millis(100),
             fanout: 3,
-            max_datagram_bytes: 1200,
+            max_datagram_bytes: 1150,
             max_message_bytes: 64 * 1024,
             max_sync_reply_bytes: 4 * 1024 * 1024,
             rejoin_interval: Duration::from_secs(1),
