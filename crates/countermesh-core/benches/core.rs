@@ -9,7 +9,6 @@ use std::alloc::System;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +23,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Records the nanoseconds per operation of every sample criterion takes, so the
 /// summary can compare medians measured in this very run.
-#[derive(Clone, Default)]
-struct Samples(Rc<RefCell<Vec<f64>>>);
+#[derive(Default)]
+struct Samples(RefCell<Vec<f64>>);
 
 impl Samples {
     fn record(&self, ops: u64, took: Duration) -> Duration {
@@ -48,104 +47,91 @@ impl Samples {
     }
 }
 
-/// A 64-byte aligned atomic, so the baseline does not share a line with anything.
+/// A cache-padded atomic, so the baseline does not share a line with anything.
 #[repr(align(128))]
 struct PaddedAtomic(AtomicI64);
 
+/// Runs `op` `iters` times on `threads` threads (1 or 2, splitting the work) and returns
+/// the wall time for all of it.
+fn run_ops<F: Fn() + Sync>(threads: u64, iters: u64, op: &F) -> Duration {
+    if threads == 1 {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op();
+        }
+        return start.elapsed();
+    }
+    let barrier = Barrier::new(threads as usize + 1);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                barrier.wait();
+                for _ in 0..iters / threads {
+                    op();
+                }
+            });
+        }
+        barrier.wait();
+        // Leaving the scope joins the threads, so this measures until the last finishes.
+        Instant::now()
+    })
+    .elapsed()
+}
+
+/// Benchmarks `op` under `name`, recording every sample into the returned `Samples`.
+///
+/// Generic rather than `dyn Fn`, so that `op` is inlined into the timing loop and the
+/// measurement is the operation, not an indirect call.
+fn bench_op<F: Fn() + Sync>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    threads: u64,
+    op: &F,
+) -> Samples {
+    let samples = Samples::default();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| samples.record(iters, run_ops(threads, iters, op)));
+    });
+    samples
+}
+
 fn bench_single_thread(c: &mut Criterion) -> (Samples, Samples, Samples) {
-    let (ours, atomic, mutex) = (Samples::default(), Samples::default(), Samples::default());
     let mut group = c.benchmark_group("add_1_thread");
     group.throughput(Throughput::Elements(1));
-
     let mut store = Store::new(ActorId::from_u64(1), 0);
     let counter = store.counter("page_views").unwrap();
-    let s = ours.clone();
-    group.bench_function("countermesh_counter_add", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                counter.add(black_box(1));
-            }
-            s.record(iters, start.elapsed())
-        });
+    let ours = bench_op(&mut group, "countermesh_counter_add", 1, &|| {
+        counter.add(black_box(1));
     });
-
     let bare = PaddedAtomic(AtomicI64::new(0));
-    let s = atomic.clone();
-    group.bench_function("atomic_i64_fetch_add_relaxed", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                bare.0.fetch_add(black_box(1), Ordering::Relaxed);
-            }
-            s.record(iters, start.elapsed())
-        });
+    let atomic = bench_op(&mut group, "atomic_i64_fetch_add_relaxed", 1, &|| {
+        bare.0.fetch_add(black_box(1), Ordering::Relaxed);
     });
-
     let locked = Mutex::new(crdts::PNCounter::<u64>::new());
-    let s = mutex.clone();
-    group.bench_function("mutex_crdts_pncounter_inc", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                let mut pn = locked.lock().unwrap();
-                let op = pn.inc(black_box(1));
-                pn.apply(op);
-            }
-            s.record(iters, start.elapsed())
-        });
+    let mutex = bench_op(&mut group, "mutex_crdts_pncounter_inc", 1, &|| {
+        let mut pn = locked.lock().unwrap();
+        let op = pn.inc(black_box(1));
+        pn.apply(op);
     });
     group.finish();
     black_box(store.flush());
     (ours, atomic, mutex)
 }
 
-/// Two threads, `iters / 2` operations each; returns the wall time for all of them.
-fn two_threads(iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
-    let barrier = Barrier::new(3);
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                barrier.wait();
-                for _ in 0..iters / 2 {
-                    op();
-                }
-            });
-        }
-        barrier.wait();
-        let start = Instant::now();
-        // Leaving the scope joins both threads.
-        start
-    })
-    .elapsed()
-}
-
 fn bench_two_threads(c: &mut Criterion) -> (Samples, Samples) {
-    let (ours, atomic) = (Samples::default(), Samples::default());
     let mut group = c.benchmark_group("add_2_threads_same_counter");
     group.throughput(Throughput::Elements(1));
-
     let mut store = Store::new(ActorId::from_u64(1), 0);
     let counter = store.counter("page_views").unwrap();
-    let s = ours.clone();
-    group.bench_function("countermesh_counter_add", |b| {
-        b.iter_custom(|iters| {
-            let took = two_threads(iters, &|| counter.add(black_box(1)));
-            s.record(iters, took)
-        });
+    let ours = bench_op(&mut group, "countermesh_counter_add", 2, &|| {
+        counter.add(black_box(1));
     });
-
     let shared = PaddedAtomic(AtomicI64::new(0));
-    let s = atomic.clone();
-    group.bench_function("shared_atomic_fetch_add_relaxed", |b| {
-        b.iter_custom(|iters| {
-            let took = two_threads(iters, &|| {
-                shared.0.fetch_add(black_box(1), Ordering::Relaxed);
-            });
-            s.record(iters, took)
-        });
+    let atomic = bench_op(&mut group, "shared_atomic_fetch_add_relaxed", 2, &|| {
+        shared.0.fetch_add(black_box(1), Ordering::Relaxed);
     });
     group.finish();
+    black_box(store.flush());
     (ours, atomic)
 }
 
