@@ -2,7 +2,7 @@
 
 use countermesh_core::{
     ActorId, CounterError, Delta, DeltaEntry, Digest, Limits, MIN_MESSAGE_BUDGET, Message,
-    NameError, Persistence, Run, Store, ValueOverflow,
+    NameError, Persistence, RestoreError, Restored, Run, Store, StoredEntry, ValueOverflow,
 };
 
 fn sync(from: &Store, to: &mut Store, budget: usize) -> usize {
@@ -316,4 +316,128 @@ fn a_peer_holding_newer_own_state_is_adopted() {
     assert_eq!(restarted.local_version(), 2, "no version reused");
     sync(&restarted, &mut peer, 1200);
     assert_eq!(peer.value("c"), Some(11));
+}
+
+/// Replays committed batches the way a data directory would: later values win.
+fn committed_state(actor: ActorId, batches: &[countermesh_core::Changes]) -> Restored<'static> {
+    use std::collections::BTreeMap;
+    let mut entries = BTreeMap::new();
+    let mut watermarks = BTreeMap::new();
+    let mut local_version = 0;
+    for batch in batches {
+        for e in &batch.entries {
+            entries.insert((e.name.to_string(), e.actor), e.clone());
+        }
+        for &(a, v) in &batch.watermarks {
+            watermarks.insert(a, v);
+        }
+        local_version = batch.local_version;
+    }
+    Restored {
+        actor,
+        local_version,
+        entries: entries.into_values().collect(),
+        watermarks: watermarks.into_iter().collect(),
+    }
+}
+
+#[test]
+fn take_changes_and_restore_round_trip_the_durable_state() {
+    let me = ActorId::from_u64(1);
+    let mut a = Store::new(me, 0).with_persistence(Persistence::Required);
+    let mut b = Store::new(ActorId::from_u64(2), 0);
+    let hits = a.counter("hits").unwrap();
+    hits.add(5);
+    a.counter("misses").unwrap().add(-2);
+    a.flush();
+    b.counter("hits").unwrap().add(7);
+    b.counter("b.only").unwrap().add(1);
+    b.flush();
+    sync(&b, &mut a, 1200);
+
+    let first = a.take_changes();
+    assert_eq!(first.entries.len(), 4, "two own and two learned entries");
+    assert_eq!(
+        first.watermarks,
+        vec![(ActorId::from_u64(2), b.local_version())]
+    );
+    assert_eq!(first.local_version, 2);
+    a.mark_durable(first.local_version);
+    // Nothing changed since: the next batch is empty.
+    assert!(a.take_changes().is_empty());
+
+    // A second flush changes one entry; only it is handed out.
+    hits.add(1);
+    a.flush();
+    let second = a.take_changes();
+    assert_eq!(second.entries.len(), 1);
+    assert_eq!(second.entries[0].name, "hits");
+    assert_eq!(second.entries[0].version, 3);
+
+    let restored = committed_state(me, &[first, second]);
+    let r = Store::restore(&restored, 9, Persistence::Required, Limits::default()).unwrap();
+    assert_eq!(r.value("hits"), Some(13));
+    assert_eq!(r.value("misses"), Some(-2));
+    assert_eq!(r.value("b.only"), Some(1));
+    assert_eq!(r.local_version(), 3);
+    assert_eq!(
+        r.stable_version(),
+        3,
+        "restored state is durable and gossipable"
+    );
+    assert_eq!(r.watermark(ActorId::from_u64(2)), b.local_version());
+    // Restoring hands nothing out as a change, and the version sequence continues.
+    let mut r = r;
+    assert!(r.take_changes().is_empty());
+    r.counter("hits").unwrap().add(1);
+    r.flush();
+    assert_eq!(r.local_version(), 4);
+    assert_eq!(r.take_changes().entries.len(), 1);
+}
+
+#[test]
+fn restore_refuses_inconsistent_state() {
+    let me = ActorId::from_u64(1);
+    let bad_name = Restored {
+        actor: me,
+        local_version: 1,
+        entries: vec![StoredEntry {
+            name: "".into(),
+            actor: me,
+            version: 1,
+            p: 1,
+            n: 0,
+        }],
+        watermarks: vec![],
+    };
+    assert!(matches!(
+        Store::restore(&bad_name, 0, Persistence::Required, Limits::default()),
+        Err(RestoreError::InvalidName(_))
+    ));
+    let ahead = Restored {
+        actor: me,
+        local_version: 1,
+        entries: vec![StoredEntry {
+            name: "x".into(),
+            actor: me,
+            version: 5,
+            p: 1,
+            n: 0,
+        }],
+        watermarks: vec![],
+    };
+    assert!(matches!(
+        Store::restore(&ahead, 0, Persistence::Required, Limits::default()),
+        Err(RestoreError::VersionAhead { version: 5, .. })
+    ));
+}
+
+#[test]
+fn changes_are_not_tracked_without_required_persistence() {
+    let mut a = Store::new(ActorId::from_u64(1), 0);
+    a.counter("x").unwrap().add(1);
+    a.flush();
+    let changes = a.take_changes();
+    assert!(changes.is_empty());
+    assert_eq!(changes.local_version, 1);
 }

@@ -34,6 +34,7 @@
 mod actor;
 mod actors;
 mod cell;
+mod changes;
 mod config;
 mod counter;
 mod delta;
@@ -50,6 +51,7 @@ mod wire;
 pub mod testkit;
 
 pub use crate::actor::ActorId;
+pub use crate::changes::{Changes, RestoreError, Restored, StoredEntry};
 pub use crate::config::{Config, ConfigError, MIN_DATAGRAM_BYTES};
 pub use crate::counter::{Counter, ValueOverflow};
 pub use crate::delta::{

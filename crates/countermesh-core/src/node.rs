@@ -7,7 +7,7 @@
 //! with, so a run is reproducible from that seed.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -184,6 +184,9 @@ pub struct Node {
     events: VecDeque<Event>,
     /// Own entries up to this version have been pushed eagerly.
     pushed_version: u64,
+    /// Per peer address, the highest version of this node's actor the peer reported
+    /// holding in a digest: how far behind that peer is on this node's counts.
+    acknowledged: HashMap<SocketAddr, u64>,
     stats: Stats,
 }
 
@@ -235,6 +238,7 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             pushed_version: 0,
+            acknowledged: HashMap::new(),
             stats: Stats::default(),
         })
     }
@@ -269,6 +273,15 @@ impl Node {
         self.swim
             .iter_membership_state()
             .map(|m| (m.id(), m.state()))
+    }
+
+    /// Per peer address, the highest version of this node's own actor that the peer
+    /// reported holding in its latest digests. Compare with [`Store::stable_version`]
+    /// to see how far behind each peer is on this node's counts (replication lag).
+    /// Peers send digests on their own anti-entropy schedule, so the figure can be a
+    /// few rounds old; it only ever overstates the lag.
+    pub fn acknowledged_versions(&self) -> impl Iterator<Item = (SocketAddr, u64)> + '_ {
+        self.acknowledged.iter().map(|(&addr, &v)| (addr, v))
     }
 
     /// Traffic counters.
@@ -362,6 +375,17 @@ impl Node {
                 }
             }
             Message::Sync(request) => {
+                let me = self.store.actor_id();
+                // Only members are tracked, so the map stays as small as the membership.
+                let is_member = self.members.iter().any(|m| m.addr() == from);
+                if let (true, Ok(i)) = (
+                    is_member,
+                    request.versions.binary_search_by_key(&me, |&(a, _)| a),
+                ) {
+                    let held = request.versions[i].1;
+                    let acked = self.acknowledged.entry(from).or_insert(0);
+                    *acked = (*acked).max(held);
+                }
                 let answer = self
                     .store
                     .answer_sync(
@@ -548,6 +572,7 @@ impl Node {
             }
             OwnedNotification::MemberDown(id) => {
                 self.members.retain(|m| *m != id);
+                self.acknowledged.remove(&id.addr());
                 self.events.push_back(Event::MemberDown(id));
             }
             OwnedNotification::Rename(old, new) => {

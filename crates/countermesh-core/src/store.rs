@@ -103,6 +103,9 @@ pub struct Contribution {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) actor: ActorIdx,
+    /// Changed since the last [`Store::take_changes`]. Lives in what would otherwise be
+    /// padding after `actor`, so it costs no memory.
+    pub(crate) dirty: bool,
     /// The actor's version at which it last changed this entry.
     pub(crate) version: u64,
     /// Total of the actor's increments (grow-only).
@@ -127,6 +130,8 @@ pub(crate) struct Slot {
     /// Sum of `p - n` over `entries`, kept exact.
     pub(crate) total: i128,
     pub(crate) local: Option<Box<Local>>,
+    /// Listed in `Store::dirty_slots`.
+    pub(crate) dirty: bool,
 }
 
 impl Slot {
@@ -182,6 +187,13 @@ pub struct Store {
     pub(crate) local_version: u64,
     /// Highest own version that may be gossiped (see [`Persistence`]).
     pub(crate) stable_version: u64,
+    /// Whether changed entries are remembered for [`Store::take_changes`]; on under
+    /// [`Persistence::Required`].
+    pub(crate) track_changes: bool,
+    /// Slots holding at least one dirty entry.
+    pub(crate) dirty_slots: Vec<u32>,
+    /// Per actor index, the watermark last handed out by [`Store::take_changes`].
+    pub(crate) taken_watermarks: Vec<u64>,
 }
 
 impl Store {
@@ -201,12 +213,16 @@ impl Store {
             local_slots: Vec::new(),
             local_version: 0,
             stable_version: 0,
+            track_changes: false,
+            dirty_slots: Vec::new(),
+            taken_watermarks: Vec::new(),
         }
     }
 
     /// Sets when own changes may be gossiped. See [`Persistence`].
     pub fn with_persistence(mut self, persistence: Persistence) -> Self {
         self.persistence = persistence;
+        self.track_changes = persistence == Persistence::Required;
         self
     }
 
@@ -360,6 +376,13 @@ impl Store {
             self.local_version += 1;
             entry.version = self.local_version;
             outcome.changed += 1;
+            if self.track_changes {
+                entry.dirty = true;
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty_slots.push(slot_idx as u32);
+                }
+            }
         }
         if self.persistence == Persistence::None {
             self.stable_version = self.local_version;
@@ -409,6 +432,7 @@ impl Store {
             entries: Vec::new(),
             total: 0,
             local: None,
+            dirty: false,
         });
         let Self {
             index,
@@ -431,6 +455,7 @@ impl Store {
         p: u64,
         n: u64,
     ) -> bool {
+        let track = self.track_changes;
         let slot = &mut self.slots[slot_idx as usize];
         let (changed, diff) = match slot.entries.binary_search_by_key(&actor, |e| e.actor) {
             Ok(pos) => {
@@ -441,6 +466,7 @@ impl Store {
                 entry.p = new_p;
                 entry.n = new_n;
                 entry.version = entry.version.max(version);
+                entry.dirty |= changed && track;
                 (changed, diff)
             }
             Err(pos) => {
@@ -449,6 +475,7 @@ impl Store {
                     pos,
                     Entry {
                         actor,
+                        dirty: track,
                         version,
                         p,
                         n,
@@ -457,6 +484,10 @@ impl Store {
                 (true, i128::from(p) - i128::from(n))
             }
         };
+        if changed && track && !slot.dirty {
+            slot.dirty = true;
+            self.dirty_slots.push(slot_idx);
+        }
         if diff != 0 {
             slot.total += diff;
             slot.publish();
@@ -576,6 +607,7 @@ fn own_entry_position(entries: &mut Vec<Entry>) -> usize {
             0,
             Entry {
                 actor: ME,
+                dirty: false,
                 version: 0,
                 p: 0,
                 n: 0,
