@@ -1,0 +1,2 @@
+//! Mesh benchmarks (written below).
+fn main() {}

@@ -1,0 +1,348 @@
+//! [`MeshBuilder`]: every setting of a mesh node, with documented defaults.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use countermesh_core::{ActorId, Config, Limits, Node, NodeId, Persistence, Store};
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span};
+
+use crate::driver::Shared;
+use crate::durability::Committer;
+use crate::mesh::{Inner, Mesh};
+use crate::metrics::RuntimeCounters;
+use crate::storage::Storage;
+use crate::transport::{Transport, accept_loop};
+use crate::{MeshError, TlsConfig};
+
+/// How often own adds are committed to the data directory unless `flush` asks sooner.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Configures and starts a [`Mesh`]. Created by [`Mesh::builder`].
+///
+/// Required: [`MeshBuilder::tls`]. Everything else has a default:
+///
+/// | setting | default |
+/// |---|---|
+/// | `bind` | `0.0.0.0:7946` |
+/// | `advertise` | the bind address; for an unspecified bind IP, the local IP that routes to the first seed |
+/// | `seeds` | none (the node waits to be joined) |
+/// | `data_dir` | none: state lives in memory and a restart starts a new actor |
+/// | `gossip_interval` | 100 ms |
+/// | `commit_interval` | 50 ms ([`DEFAULT_COMMIT_INTERVAL`]) |
+/// | `protocol` | [`countermesh_core::Config::default`] (fanout 3, 1150-byte datagrams, 64 KiB messages) |
+/// | `limits` | 1,000,000 counters, 65,536 actors |
+#[derive(Debug, Clone)]
+pub struct MeshBuilder {
+    bind: SocketAddr,
+    advertise: Option<SocketAddr>,
+    seeds: Vec<SocketAddr>,
+    tls: Option<TlsConfig>,
+    data_dir: Option<PathBuf>,
+    protocol: Config,
+    commit_interval: Duration,
+    limits: Limits,
+    #[cfg(feature = "fault-injection")]
+    faults: Option<crate::FaultController>,
+}
+
+impl Default for MeshBuilder {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            advertise: None,
+            seeds: Vec::new(),
+            tls: None,
+            data_dir: None,
+            protocol: Config::default(),
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            limits: Limits::default(),
+            #[cfg(feature = "fault-injection")]
+            faults: None,
+        }
+    }
+}
+
+impl MeshBuilder {
+    /// The UDP address to listen on (QUIC). Port 0 picks a free port.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The address peers should use to reach this node, if it differs from the bind
+    /// address (for example behind NAT, or when binding `0.0.0.0`).
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// Peers to join through. The node keeps re-announcing itself to them while it has
+    /// no live member, so seeds may start in any order.
+    pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.seeds = seeds.into_iter().collect();
+        self
+    }
+
+    /// How this node proves itself and checks its peers (mutual TLS against the cluster
+    /// CA). Required.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// A directory for durable state: this node's actor id, its own adds (group
+    /// committed every [`MeshBuilder::commit_interval`]) and what it learned from peers.
+    /// Without one, a restarted node starts as a new actor with empty state and catches
+    /// up from its peers; adds it made that no peer received yet are lost.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// How often a gossip round runs (flush, push fresh changes, one digest exchange).
+    pub fn gossip_interval(mut self, interval: Duration) -> Self {
+        self.protocol.gossip_interval = interval;
+        self
+    }
+
+    /// How often own adds are committed to the data directory. Shorter means less to
+    /// lose in a crash and faster gossip of own adds, at one fsync per interval.
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Every protocol setting at once (fanout, message budgets, SWIM timing). The gossip
+    /// interval set here replaces one set with [`MeshBuilder::gossip_interval`].
+    pub fn protocol(mut self, config: Config) -> Self {
+        self.protocol = config;
+        self
+    }
+
+    /// Bounds on counters and actors this node accepts.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Routes every outgoing packet through `faults` (drop, delay, duplicate, blackhole).
+    /// For tests that need real QUIC over a bad network.
+    #[cfg(feature = "fault-injection")]
+    pub fn fault_injection(mut self, faults: crate::FaultController) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Opens the data directory, binds the socket, joins the seeds and starts gossiping.
+    /// Must be called inside a tokio runtime.
+    pub async fn start(self) -> Result<Mesh, MeshError> {
+        let tls = self.tls.clone().ok_or(MeshError::Missing(
+            "tls: pass TlsConfig::from_pem_files(..) (or, for experiments only, \
+             TlsConfig::dangerously_insecure_no_peer_verification())",
+        ))?;
+        if self.commit_interval.is_zero() {
+            return Err(MeshError::Invalid(
+                "commit_interval must be greater than zero".into(),
+            ));
+        }
+        let mut os_rng = rand::rngs::SmallRng::try_from_rng(&mut rand::rngs::SysRng)
+            .map_err(|e| MeshError::Invalid(format!("no OS randomness: {e}")))?;
+
+        // The data directory decides who this node is.
+        let (storage, store) = match &self.data_dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                let (storage, restored) = tokio::task::spawn_blocking(move || Storage::open(&dir))
+                    .await
+                    .map_err(|e| MeshError::Invalid(format!("storage task failed: {e}")))??;
+                let store = match restored {
+                    Some(restored) => {
+                        info!(
+                            actor = %restored.actor,
+                            entries = restored.entries.len(),
+                            version = restored.local_version,
+                            "restored state from the data directory"
+                        );
+                        Store::restore(
+                            &restored,
+                            os_rng.next_u64(),
+                            Persistence::Required,
+                            self.limits,
+                        )?
+                    }
+                    None => {
+                        let actor = new_actor(&mut os_rng);
+                        storage.initialize(actor)?;
+                        info!(%actor, "initialised a new data directory");
+                        Store::new(actor, os_rng.next_u64())
+                            .with_persistence(Persistence::Required)
+                            .with_limits(self.limits)
+                    }
+                };
+                (Some(Arc::new(storage)), store)
+            }
+            None => {
+                let actor = new_actor(&mut os_rng);
+                let store = Store::new(actor, os_rng.next_u64()).with_limits(self.limits);
+                (None, store)
+            }
+        };
+
+        let transport_config = Arc::new(transport_config());
+        let (server_config, client_config) = tls.quinn_configs(transport_config)?;
+        let socket = UdpSocket::bind(self.bind).map_err(|source| MeshError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let local_addr = socket.local_addr().map_err(|source| MeshError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime
+            .wrap_udp_socket(socket)
+            .map_err(|source| MeshError::Bind {
+                addr: self.bind,
+                source,
+            })?;
+        #[cfg(feature = "fault-injection")]
+        let socket: Arc<dyn quinn::AsyncUdpSocket> = match &self.faults {
+            Some(faults) => Arc::new(crate::fault::FaultySocket::new(socket, faults.clone())),
+            None => socket,
+        };
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| MeshError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let advertise = self.advertise_addr(local_addr)?;
+
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let id = NodeId::new(advertise, store.actor_id(), incarnation);
+        let actor = store.actor_id();
+        let max_message_bytes = self.protocol.max_message_bytes;
+        let node = Node::new(
+            self.protocol.clone(),
+            id.clone(),
+            store,
+            os_rng.next_u64(),
+            std::time::Instant::now(),
+        )?;
+        let counters = Arc::new(RuntimeCounters::default());
+        let transport = Transport::new(endpoint.clone(), client_config, counters.clone());
+        let shared = Arc::new(Shared::new(node, transport, counters, max_message_bytes));
+        let span = info_span!("countermesh", addr = %advertise, %actor);
+        shared
+            .tasks
+            .spawn(accept_loop(shared.clone()).instrument(span.clone()));
+        shared
+            .tasks
+            .spawn(shared.clone().run_timers().instrument(span.clone()));
+        let committer = storage.as_ref().map(|storage| {
+            let (sender, receiver) = mpsc::channel(1024);
+            let committer = Committer {
+                shared: shared.clone(),
+                storage: storage.clone(),
+                interval: self.commit_interval,
+                carry: None,
+            };
+            let handle = tokio::spawn(committer.run(receiver).instrument(span.clone()));
+            (sender, handle)
+        });
+        shared.with_node(|node, now| {
+            for seed in &self.seeds {
+                node.join(*seed, now);
+            }
+        });
+        span.in_scope(|| {
+            if tls.is_insecure() {
+                tracing::warn!(
+                    "TLS peer verification is OFF (dangerously_insecure_no_peer_verification): \
+                     any host that can reach this port can join, read and write"
+                );
+            }
+            info!(
+                %local_addr,
+                seeds = self.seeds.len(),
+                durable = storage.is_some(),
+                insecure = tls.is_insecure(),
+                "mesh started"
+            );
+        });
+        Ok(Mesh::from_inner(Inner {
+            shared,
+            committer,
+            storage,
+            id,
+            local_addr,
+            data_dir: self.data_dir,
+        }))
+    }
+
+    fn advertise_addr(&self, local: SocketAddr) -> Result<SocketAddr, MeshError> {
+        if let Some(addr) = self.advertise {
+            return Ok(addr);
+        }
+        if !local.ip().is_unspecified() {
+            return Ok(local);
+        }
+        // Ask the kernel which local address routes to the first seed: connecting a UDP
+        // socket sends nothing but picks the source address.
+        let routed = self.seeds.first().and_then(|seed| {
+            let probe = UdpSocket::bind(SocketAddr::new(unspecified_like(seed.ip()), 0)).ok()?;
+            probe.connect(seed).ok()?;
+            probe.local_addr().ok().map(|a| a.ip())
+        });
+        match routed {
+            Some(ip) if !ip.is_unspecified() => Ok(SocketAddr::new(ip, local.port())),
+            _ => Err(MeshError::Missing(
+                "advertise: the bind address is unspecified (0.0.0.0) and no seed routes \
+                 to a local address; set MeshBuilder::advertise",
+            )),
+        }
+    }
+}
+
+fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
+        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+    }
+}
+
+/// A fresh actor id. Random 64 bits: two nodes picking the same one is as unlikely as a
+/// 64-bit collision, and zero is avoided because seeds use it as a placeholder.
+fn new_actor(rng: &mut impl Rng) -> ActorId {
+    loop {
+        let id = rng.next_u64();
+        if id != 0 {
+            return ActorId::from_u64(id);
+        }
+    }
+}
+
+/// QUIC settings shared by both directions of every connection.
+fn transport_config() -> quinn::TransportConfig {
+    let mut config = quinn::TransportConfig::default();
+    // Short enough that a connection to a crashed peer is noticed within seconds;
+    // keep-alives hold live connections open between gossip rounds.
+    config.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        5_000, // milliseconds
+    ))));
+    config.keep_alive_interval(Some(Duration::from_secs(1)));
+    // One message per unidirectional stream; bidirectional streams are never used.
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(64));
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    config
+}

@@ -1,0 +1,156 @@
+//! [`Shared`]: the protocol node behind a mutex, and the task that runs its timers.
+//!
+//! The runtime makes no protocol decisions. Every input (a received message, a timer)
+//! goes to the sans-io [`Node`] under a short-lived lock; every output it produces is
+//! routed to the transport after the lock is released. The lock is a `std` mutex, never
+//! held across an `.await`; `Counter::add` does not take it at all.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use countermesh_core::{Channel, Event, Node, Transmit};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::metrics::RuntimeCounters;
+use crate::tasks::Tasks;
+use crate::transport::Transport;
+
+/// The node plus the deadline the timer task is currently sleeping towards.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub(crate) node: Node,
+    /// `None` while the timer task is not sleeping (it is about to re-read the deadline).
+    armed: Option<Instant>,
+}
+
+/// State shared by every task of one mesh.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    locked: Mutex<Locked>,
+    pub(crate) transport: Transport,
+    pub(crate) tasks: Tasks,
+    pub(crate) counters: Arc<RuntimeCounters>,
+    /// Wakes the timer task when the node's next deadline moved earlier.
+    wake: Notify,
+    pub(crate) max_message_bytes: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        node: Node,
+        transport: Transport,
+        counters: Arc<RuntimeCounters>,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            locked: Mutex::new(Locked { node, armed: None }),
+            transport,
+            tasks: Tasks::new(),
+            counters,
+            wake: Notify::new(),
+            max_message_bytes,
+        }
+    }
+
+    /// Locks the node. A panic inside the core would poison the lock; the state is still
+    /// the best there is, so a poisoned lock is used rather than propagated.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Locked> {
+        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the node, then routes whatever it wants sent and reports its events.
+    pub(crate) fn with_node<R>(&self, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+        let mut transmits: Vec<Transmit> = Vec::new();
+        let mut events: Vec<Event> = Vec::new();
+        let (result, wake) = {
+            let mut locked = self.lock();
+            let result = f(&mut locked.node, Instant::now());
+            while let Some(transmit) = locked.node.poll_transmit() {
+                transmits.push(transmit);
+            }
+            while let Some(event) = locked.node.poll_event() {
+                events.push(event);
+            }
+            let next = locked.node.poll_timeout();
+            let wake = match (locked.armed, next) {
+                (Some(armed), Some(next)) => next < armed,
+                _ => false,
+            };
+            (result, wake)
+        };
+        if wake {
+            self.wake.notify_one();
+        }
+        for transmit in transmits {
+            self.transport.send(transmit, &self.tasks);
+        }
+        for event in events {
+            self.on_event(event);
+        }
+        result
+    }
+
+    /// Feeds one received message to the node; a message the node refuses is logged
+    /// with its typed error and dropped.
+    pub(crate) fn handle_message(&self, from: SocketAddr, channel: Channel, bytes: &[u8]) {
+        let result = self.with_node(|node, now| node.handle_message(from, channel, bytes, now));
+        if let Err(error) = result {
+            info!(peer = %from, ?channel, len = bytes.len(), %error, "dropped message");
+        }
+    }
+
+    fn on_event(&self, event: Event) {
+        match event {
+            Event::MemberUp(id) => {
+                info!(member = %id, "member up");
+                // A member at an address we may hold a connection to from an earlier
+                // life of that peer: dial afresh.
+                self.transport.reset(id.addr());
+            }
+            Event::MemberDown(id) => {
+                info!(member = %id, "member down");
+                self.transport.reset(id.addr());
+            }
+            Event::MemberRenamed { old, new } => {
+                info!(%old, %new, "member restarted");
+                self.transport.reset(new.addr());
+            }
+            Event::Joined => info!("joined the cluster"),
+            Event::Isolated => warn!("no live members; counting locally and re-announcing"),
+            Event::Rejoined(id) => warn!(identity = %id, "declared down by the cluster; rejoined"),
+            Event::Defunct => warn!("declared down by the cluster and cannot renew identity"),
+            Event::Saturated(name) => {
+                warn!(counter = %name, "own total reached u64::MAX; excess stays local");
+            }
+        }
+    }
+
+    /// Runs the node's timers (SWIM probes, gossip rounds) until the task is aborted.
+    pub(crate) async fn run_timers(self: Arc<Self>) {
+        loop {
+            let deadline = {
+                let mut locked = self.lock();
+                let deadline = locked.node.poll_timeout();
+                locked.armed = deadline;
+                deadline
+            };
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = sleep => {
+                    self.lock().armed = None;
+                    self.with_node(|node, now| node.handle_timeout(now));
+                }
+                () = self.wake.notified() => {
+                    debug!("timer deadline moved earlier");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! [`Transport`]: one quinn endpoint per node. SWIM packets travel as QUIC datagrams,
+//! deltas and digests on unidirectional streams (one message per stream).
+//!
+//! Outgoing traffic goes through one bounded queue and one task per peer, which owns a
+//! cached connection to that peer and re-dials it when it fails. A full queue drops the
+//! message and counts it: gossip is periodic and anti-entropy resends whatever a drop
+//! loses, so shedding load is safe where blocking the protocol would not be. Incoming
+//! connections are read by their own tasks and fed to the protocol node.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use countermesh_core::{Channel, Transmit};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::driver::Shared;
+use crate::metrics::{RuntimeCounters, bump};
+use crate::tasks::Tasks;
+use crate::tls::server_name;
+
+/// Messages a peer's queue holds before new ones are dropped.
+pub(crate) const PEER_QUEUE_CAPACITY: usize = 1024;
+/// How long a dial may take before the peer counts as unreachable.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long writing one stream may take.
+const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a peer may take to deliver one incoming stream completely.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an incoming handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer task with nothing to send for this long ends (and closes its connection).
+const PEER_IDLE: Duration = Duration::from_secs(30);
+/// How long a replaced connection stays open to deliver what was already written.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
+/// First and longest wait before re-dialling a peer that could not be reached.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What a peer task is asked to do.
+#[derive(Debug)]
+enum Outbound {
+    Send(Transmit),
+    /// Drop the cached connection (the peer restarted, or left) so the next send dials.
+    Reset,
+}
+
+/// The node's endpoint and its per-peer senders.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Outbound>>>,
+    counters: Arc<RuntimeCounters>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        endpoint: quinn::Endpoint,
+        client_config: quinn::ClientConfig,
+        counters: Arc<RuntimeCounters>,
+    ) -> Self {
+        Self {
+            endpoint,
+            client_config,
+            peers: Mutex::new(HashMap::new()),
+            counters,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
+    }
+
+    /// Queues `transmit` for its destination without waiting; drops it (and counts the
+    /// drop) if that peer's queue is full.
+    pub(crate) fn send(&self, transmit: Transmit, tasks: &Tasks) {
+        let destination = transmit.destination;
+        let mut item = Outbound::Send(transmit);
+        // Two attempts: the peer's task may have just ended after going idle.
+        for _ in 0..2 {
+            let sender = self.sender(destination, tasks);
+            match sender.try_send(item) {
+                Ok(()) => {
+                    self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    bump(&self.counters.queue_full_drops);
+                    debug!(peer = %destination, "send queue full; message dropped");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    item = returned;
+                    self.forget(destination, &sender);
+                }
+            }
+        }
+        bump(&self.counters.send_failures);
+    }
+
+    /// Drops the cached connection to `peer`, if any.
+    pub(crate) fn reset(&self, peer: SocketAddr) {
+        let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = peers.get(&peer) {
+            // A full queue already has work that will notice a dead connection.
+            let _ = sender.try_send(Outbound::Reset);
+        }
+    }
+
+    fn sender(&self, peer: SocketAddr, tasks: &Tasks) -> mpsc::Sender<Outbound> {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = peers.get(&peer).filter(|s| !s.is_closed()) {
+            return sender.clone();
+        }
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
+        peers.insert(peer, sender.clone());
+        let task = PeerTask {
+            peer,
+            endpoint: self.endpoint.clone(),
+            client_config: self.client_config.clone(),
+            counters: self.counters.clone(),
+            connection: None,
+            retired: None,
+            backoff: MIN_BACKOFF,
+            retry_at: None,
+        };
+        tasks.spawn(task.run(receiver));
+        sender
+    }
+
+    fn forget(&self, peer: SocketAddr, sender: &mpsc::Sender<Outbound>) {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if peers.get(&peer).is_some_and(|s| s.same_channel(sender)) {
+            peers.remove(&peer);
+        }
+    }
+
+    /// Drops every peer sender (their tasks end once their queues drain).
+    pub(crate) fn forget_all(&self) {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// One peer's outgoing side: a queue consumer with a cached connection.
+struct PeerTask {
+    peer: SocketAddr,
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    counters: Arc<RuntimeCounters>,
+    connection: Option<quinn::Connection>,
+    /// A replaced connection, kept open briefly so messages already written to it are
+    /// delivered (dropping the last handle would close it and abandon them).
+    retired: Option<(quinn::Connection, Instant)>,
+    backoff: Duration,
+    /// While set and in the future, the peer is considered unreachable.
+    retry_at: Option<Instant>,
+}
+
+impl PeerTask {
+    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>) {
+        loop {
+            let item = match tokio::time::timeout(PEER_IDLE, queue.recv()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: refuse new work, then finish whatever raced in.
+                    queue.close();
+                    continue;
+                }
+            };
+            if self
+                .retired
+                .as_ref()
+                .is_some_and(|(_, until)| Instant::now() >= *until)
+            {
+                self.retired = None;
+            }
+            match item {
+                Outbound::Reset => {
+                    if let Some(connection) = self.connection.take() {
+                        self.retired = Some((connection, Instant::now() + RETIRE_GRACE));
+                    }
+                    self.retry_at = None;
+                    self.backoff = MIN_BACKOFF;
+                }
+                Outbound::Send(transmit) => {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.deliver(transmit).await;
+                }
+            }
+        }
+        if let Some(connection) = self.connection.take() {
+            connection.close(0u32.into(), b"idle");
+        }
+    }
+
+    async fn deliver(&mut self, transmit: Transmit) {
+        let Some(connection) = self.connection().await else {
+            bump(&self.counters.send_failures);
+            return;
+        };
+        let result = match transmit.channel {
+            Channel::Datagram => connection
+                .send_datagram(Bytes::from(transmit.payload))
+                .map_err(|e| e.to_string()),
+            Channel::Stream => {
+                match tokio::time::timeout(
+                    STREAM_WRITE_TIMEOUT,
+                    write_stream(&connection, &transmit.payload),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err("stream write timed out".to_owned()),
+                }
+            }
+        };
+        if let Err(error) = result {
+            bump(&self.counters.send_failures);
+            debug!(peer = %self.peer, kind = transmit.kind.as_str(), %error, "send failed");
+            if connection.close_reason().is_some() {
+                self.connection = None;
+            }
+        }
+    }
+
+    /// The cached connection, dialling if there is none (or it died).
+    async fn connection(&mut self) -> Option<quinn::Connection> {
+        if let Some(connection) = &self.connection {
+            if connection.close_reason().is_none() {
+                return Some(connection.clone());
+            }
+            debug!(peer = %self.peer, "connection lost; will re-dial");
+            self.connection = None;
+        }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return None;
+        }
+        match self.dial().await {
+            Ok(connection) => {
+                bump(&self.counters.connections_dialed);
+                self.retry_at = None;
+                self.backoff = MIN_BACKOFF;
+                self.connection = Some(connection.clone());
+                Some(connection)
+            }
+            Err(error) => {
+                bump(&self.counters.dial_failures);
+                debug!(peer = %self.peer, %error, "dial failed");
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                None
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<quinn::Connection, String> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), self.peer, server_name())
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(DIAL_TIMEOUT, connecting).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("handshake timed out".to_owned()),
+        }
+    }
+}
+
+async fn write_stream(connection: &quinn::Connection, payload: &[u8]) -> Result<(), String> {
+    let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
+    stream.write_all(payload).await.map_err(|e| e.to_string())?;
+    // Dropping a finished stream still delivers it; the connection retransmits as needed.
+    stream.finish().map_err(|e| e.to_string())
+}
+
+/// Accepts incoming connections until the endpoint closes.
+pub(crate) async fn accept_loop(shared: Arc<Shared>) {
+    while let Some(incoming) = shared.transport.endpoint().accept().await {
+        let shared2 = shared.clone();
+        shared.tasks.spawn(serve_connection(shared2, incoming));
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            bump(&shared.counters.handshakes_rejected);
+            warn!(peer = %remote, %error, "refused incoming connection");
+            return;
+        }
+        Err(_) => {
+            bump(&shared.counters.handshakes_rejected);
+            warn!(peer = %remote, "incoming handshake timed out");
+            return;
+        }
+    };
+    bump(&shared.counters.connections_accepted);
+    debug!(peer = %remote, "accepted connection");
+    let max_message = shared.max_message_bytes;
+    loop {
+        tokio::select! {
+            datagram = connection.read_datagram() => match datagram {
+                Ok(bytes) => shared.handle_message(remote, Channel::Datagram, &bytes),
+                Err(error) => {
+                    debug!(peer = %remote, %error, "connection closed");
+                    break;
+                }
+            },
+            stream = connection.accept_uni() => match stream {
+                Ok(mut stream) => {
+                    let shared2 = shared.clone();
+                    shared.tasks.spawn(async move {
+                        let read = tokio::time::timeout(
+                            STREAM_READ_TIMEOUT,
+                            stream.read_to_end(max_message),
+                        )
+                        .await;
+                        match read {
+                            Ok(Ok(bytes)) => shared2.handle_message(remote, Channel::Stream, &bytes),
+                            Ok(Err(error)) => {
+                                bump(&shared2.counters.streams_rejected);
+                                info!(peer = %remote, %error, "dropped incoming stream");
+                                let _ = stream.stop(1u32.into());
+                            }
+                            Err(_) => {
+                                bump(&shared2.counters.streams_rejected);
+                                info!(peer = %remote, "incoming stream timed out");
+                                let _ = stream.stop(1u32.into());
+                            }
+                        }
+                    });
+                }
+                Err(error) => {
+                    debug!(peer = %remote, %error, "connection closed");
+                    break;
+                }
+            },
+        }
+    }
+}
