@@ -1,0 +1,115 @@
+//! Shared helpers: seeds, ZooKeeper clusters, client options and history recording.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use countermesh_strict::harness::{ClusterConfig, ZkCluster};
+use countermesh_strict::{Outcome, StrictError, StrictOptions};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+use crate::checker::{Call, Op, Ret};
+
+/// The seed of a randomized test: `COUNTERMESH_SEED` if set, else a fresh one. It is
+/// printed so that a failure can be replayed.
+pub(crate) fn seeded_rng(test: &str) -> SmallRng {
+    let seed = std::env::var("COUNTERMESH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(7, |d| d.as_nanos() as u64)
+        });
+    println!("{test}: seed {seed} (rerun with COUNTERMESH_SEED={seed})");
+    SmallRng::seed_from_u64(seed)
+}
+
+/// Starts a cluster off the async runtime (starting JVMs blocks for seconds).
+pub(crate) async fn start(config: ClusterConfig) -> anyhow::Result<ZkCluster> {
+    tokio::task::spawn_blocking(move || ZkCluster::start(config))
+        .await?
+        .context("starting ZooKeeper")
+}
+
+/// Runs a blocking harness call (kill, restart, pause…) off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+/// Client options for tests: short session timeout so faults show quickly.
+pub(crate) fn options() -> StrictOptions {
+    StrictOptions::default()
+        .with_session_timeout(Duration::from_secs(3))
+        .with_op_timeout(Duration::from_secs(30))
+}
+
+/// Records operations for the linearizability checker.
+#[derive(Debug)]
+pub(crate) struct History {
+    origin: Instant,
+    ops: Mutex<Vec<Op>>,
+    /// Operations that failed with an error meaning "no effect"; left out of the check.
+    pub(crate) failed: std::sync::atomic::AtomicUsize,
+}
+
+impl History {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            ops: Mutex::new(Vec::new()),
+            failed: Default::default(),
+        }
+    }
+
+    /// The current time in the history's unit (nanoseconds since it began).
+    pub(crate) fn now(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    /// Records an operation invoked at `call` that has just completed with `result`.
+    pub(crate) fn record<T>(
+        &self,
+        call: u64,
+        input: Call,
+        result: &Result<T, StrictError>,
+        to_ret: impl Fn(&T) -> Ret,
+    ) {
+        let op = match result {
+            Ok(value) => Op {
+                call,
+                ret: self.now(),
+                input,
+                output: to_ret(value),
+            },
+            Err(StrictError::Ambiguous { .. }) => Op {
+                call,
+                ret: u64::MAX,
+                input,
+                output: Ret::Unknown,
+            },
+            Err(_) => {
+                self.failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        };
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+    }
+
+    pub(crate) fn ops(&self) -> Vec<Op> {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How a compare-and-set result is written in a history.
+pub(crate) fn cas_ret(outcome: &Outcome) -> Ret {
+    match outcome {
+        Outcome::Swapped => Ret::Swapped,
+        Outcome::Mismatch { actual } => Ret::Mismatch(*actual),
+    }
+}
