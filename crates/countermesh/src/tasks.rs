@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// A set of tasks that can be closed: once closed, new spawns are refused and every
 /// running task can be aborted and awaited.
@@ -26,7 +27,8 @@ impl Tasks {
         if let Some(set) = guard.as_mut() {
             // Reap finished tasks so short-lived ones (one per stream) do not pile up.
             while set.try_join_next().is_some() {}
-            set.spawn(task);
+            // Tasks inherit the spawner's span, so their logs name the node.
+            set.spawn(task.in_current_span());
         }
     }
 
