@@ -105,7 +105,8 @@ fn own_changes_wait_for_durability_when_required() {
         None,
         "version 1 was superseded by non-durable 2"
     );
-    assert_eq!(peer.watermark(ActorId::from_u64(1)), 1);
+    // And no watermark is claimed over the hidden entry (see the restamp test below).
+    assert_eq!(peer.watermark(ActorId::from_u64(1)), 0);
     store.mark_durable(99);
     assert_eq!(store.stable_version(), 2, "clamped to the local version");
     sync(&store, &mut peer, 1200);
@@ -440,4 +441,45 @@ fn changes_are_not_tracked_without_required_persistence() {
     let changes = a.take_changes();
     assert!(changes.is_empty());
     assert_eq!(changes.local_version, 1);
+}
+
+/// A counter re-stamped above the durable version must not let a peer's watermark pass
+/// its durable state: if the node then crashes, the peer would never ask for it again.
+#[test]
+fn restamped_own_entries_are_not_claimed_before_they_are_durable() {
+    let me = ActorId::from_u64(1);
+    let mut a = Store::new(me, 0).with_persistence(Persistence::Required);
+    let mut b = Store::new(ActorId::from_u64(2), 0);
+    let k = a.counter("k").unwrap();
+    let j = a.counter("j").unwrap();
+    k.add(1);
+    a.flush(); // k@1
+    j.add(5);
+    a.flush(); // j@2
+    let committed = a.take_changes();
+    a.mark_durable(committed.local_version);
+
+    // k changes again: re-stamped k@3, not durable yet. Nothing of A may be served now.
+    k.add(1);
+    a.flush();
+    assert!(!a.own_entries_servable());
+    sync(&a, &mut b, 1200);
+    assert_eq!(
+        b.watermark(me),
+        0,
+        "a watermark was claimed over a hidden entry"
+    );
+
+    // A crashes before committing k@3 and restarts from what was committed.
+    let restored = committed_state(me, &[committed]);
+    let a2 = Store::restore(&restored, 3, Persistence::Required, Limits::default()).unwrap();
+    assert!(a2.own_entries_servable());
+    sync(&a2, &mut b, 1200);
+    assert_eq!(
+        b.value("k"),
+        Some(1),
+        "the durable state of k reached the peer"
+    );
+    assert_eq!(b.value("j"), Some(5));
+    assert_eq!(b.watermark(me), 2);
 }

@@ -9,6 +9,7 @@
 //! restart the store never claims to hold a version it has lost.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use crate::actors::ME;
 use crate::store::{Persistence, Store};
@@ -50,9 +51,34 @@ impl Changes {
     /// Appends a later batch to this one (for a runtime whose previous commit failed and
     /// that retries it together with the next one). Later values win, which is correct
     /// because every stored quantity only grows.
+    ///
+    /// The result holds one item per (counter, actor) and per actor, so a batch retried
+    /// many times over (a full disk) stays as large as the set of changed entries.
     pub fn absorb(&mut self, later: Changes) {
-        self.entries.extend(later.entries);
-        self.watermarks.extend(later.watermarks);
+        let mut entries: HashMap<(String, ActorId), StoredEntry<'static>> =
+            HashMap::with_capacity(self.entries.len() + later.entries.len());
+        for entry in self.entries.drain(..).chain(later.entries) {
+            let key = (entry.name.to_string(), entry.actor);
+            match entries.get_mut(&key) {
+                // Every field only grows, so the later item is the larger one; taking the
+                // maximum keeps this correct whatever the order.
+                Some(held) => {
+                    held.version = held.version.max(entry.version);
+                    held.p = held.p.max(entry.p);
+                    held.n = held.n.max(entry.n);
+                }
+                None => {
+                    entries.insert(key, entry);
+                }
+            }
+        }
+        self.entries = entries.into_values().collect();
+        let mut watermarks: HashMap<ActorId, u64> = HashMap::new();
+        for (actor, version) in self.watermarks.drain(..).chain(later.watermarks) {
+            let held = watermarks.entry(actor).or_insert(0);
+            *held = (*held).max(version);
+        }
+        self.watermarks = watermarks.into_iter().collect();
         self.local_version = self.local_version.max(later.local_version);
     }
 }

@@ -242,6 +242,17 @@ impl Store {
                 min: MIN_MESSAGE_BUDGET,
             });
         }
+        // Own entries are held back while some are above the durable version (see
+        // `Store::own_entries_servable`).
+        let held_back;
+        let wants = if wants.first().is_some_and(Option::is_some) && !self.own_entries_servable() {
+            let mut copy = wants.to_vec();
+            copy[ME as usize] = None;
+            held_back = copy;
+            held_back.as_slice()
+        } else {
+            wants
+        };
         if wants.iter().all(Option::is_none) {
             return Ok(Vec::new());
         }

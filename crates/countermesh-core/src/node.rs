@@ -18,7 +18,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use crate::actors::ME;
 use crate::config::ConfigError;
 use crate::swim_codec::SwimCodec;
-use crate::{Config, DecodeError, Event, Message, NodeId, Store};
+use crate::{Config, DecodeError, Event, Message, NodeId, Persistence, Store};
 
 /// Which transport path a message needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -452,9 +452,14 @@ impl Node {
 
     fn round(&mut self, now: Instant) {
         self.stats.rounds += 1;
-        let outcome = self.store.flush();
-        self.events
-            .extend(outcome.saturated.into_iter().map(Event::Saturated));
+        // Under `Persistence::Required` the runtime folds adds as part of its commits:
+        // folding here would re-stamp own entries above the durable version between two
+        // commits, and they could not be served until the next commit.
+        if self.store.persistence() == Persistence::None {
+            let outcome = self.store.flush();
+            self.events
+                .extend(outcome.saturated.into_iter().map(Event::Saturated));
+        }
         self.push_fresh();
         self.anti_entropy();
         if self.members.is_empty() && !self.seeds.is_empty() && now >= self.next_rejoin {
@@ -471,7 +476,7 @@ impl Node {
     /// Sends this node's own entries changed since the last push to `fanout` peers.
     fn push_fresh(&mut self) {
         let stable = self.store.stable_version();
-        if stable <= self.pushed_version {
+        if stable <= self.pushed_version || !self.store.own_entries_servable() {
             return;
         }
         let after = self.pushed_version;
@@ -576,6 +581,9 @@ impl Node {
                 self.events.push_back(Event::MemberDown(id));
             }
             OwnedNotification::Rename(old, new) => {
+                // A renamed member may have restarted with other state; forget what it
+                // acknowledged so lag is not understated.
+                self.acknowledged.remove(&old.addr());
                 for member in &mut self.members {
                     if *member == old {
                         *member = new.clone();

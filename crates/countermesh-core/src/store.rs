@@ -264,6 +264,24 @@ impl Store {
         self.stable_version
     }
 
+    /// The persistence mode. See [`Persistence`].
+    pub fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+
+    /// Whether this node's own entries may be sent right now.
+    ///
+    /// Under [`Persistence::Required`], a flush re-stamps an own entry with a version
+    /// above the durable one, and the entry's previous (durable) state is gone from
+    /// memory. Until the runtime marks the new versions durable, a run of this actor
+    /// claiming `upto = stable_version` would leave that entry out, and a peer would raise
+    /// its watermark without holding the entry's durable state; if this node then
+    /// crashed, the peer would never ask for it again. So own entries are served only
+    /// while every own version is durable.
+    pub fn own_entries_servable(&self) -> bool {
+        self.local_version == self.stable_version
+    }
+
     /// Reports that all own entries up to `version` are durable, which allows them to
     /// be gossiped. Versions above [`Store::local_version`] are clamped.
     pub fn mark_durable(&mut self, version: u64) {
@@ -564,6 +582,7 @@ impl Store {
                 // The other store's own entries above its stable version are not
                 // public yet; skip them exactly as its deltas would.
                 if entry.actor == ME && entry.version > other.stable_version {
+                    complete[ME as usize] = false;
                     continue;
                 }
                 match mapped[entry.actor as usize] {

@@ -185,8 +185,8 @@ impl Cluster {
     }
 
     /// Sets the persistence mode of nodes added from now on. Under
-    /// [`Persistence::Required`] the cluster marks each node's state durable right after
-    /// every flush, as a runtime with instant storage would.
+    /// [`Persistence::Required`] the cluster folds each node's adds and marks them durable
+    /// right before every timer, as a runtime with instant storage would.
     pub fn set_persistence(&mut self, persistence: Persistence) {
         self.persistence = persistence;
     }
@@ -401,11 +401,15 @@ impl Cluster {
             if due {
                 let persistence = self.persistence;
                 let node = self.node_mut(index);
-                node.handle_timeout(now);
                 if persistence == Persistence::Required {
-                    let version = node.store().local_version();
-                    node.store_mut().mark_durable(version);
+                    // What a runtime's group committer does with instant storage: fold,
+                    // take the changes (written nowhere), mark them durable.
+                    let store = node.store_mut();
+                    store.flush();
+                    let changes = store.take_changes();
+                    store.mark_durable(changes.local_version);
                 }
+                node.handle_timeout(now);
                 self.collect(index);
             }
         }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use countermesh::{CertificateAuthority, Mesh, MemberState, MessageKind, TlsConfig};
+use countermesh::{CertificateAuthority, MemberState, Mesh, MessageKind, TlsConfig};
 
 const NODES: usize = 5;
 const GOSSIP: Duration = Duration::from_millis(100);
@@ -75,7 +75,10 @@ async fn start_cluster() -> Result<Vec<Mesh>> {
         if complete {
             return Ok(nodes);
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "no full membership");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "no full membership"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -194,7 +197,9 @@ fn add_vs_atomic(nodes: &[Mesh], plan: &Plan) -> Result<(f64, f64)> {
 }
 
 async fn run(plan: &Plan, full: bool) -> Result<()> {
-    let nodes = start_cluster().await.context("starting the bench cluster")?;
+    let nodes = start_cluster()
+        .await
+        .context("starting the bench cluster")?;
     if full {
         println!("{NODES} nodes on loopback, mutual TLS, gossip interval {GOSSIP:?}");
     }
@@ -224,7 +229,8 @@ async fn run(plan: &Plan, full: bool) -> Result<()> {
     for prefix in ["bench.same.low", "bench.same.high"] {
         for node in &nodes {
             for c in 0..100 {
-                node.counter(&format!("{prefix}.{c:03}"))?.add(1_000_000_000);
+                node.counter(&format!("{prefix}.{c:03}"))?
+                    .add(1_000_000_000);
             }
         }
     }
@@ -256,7 +262,10 @@ async fn run(plan: &Plan, full: bool) -> Result<()> {
         println!("convergence_p50_intervals: {p50:.2}");
         println!("convergence_p99_intervals: {p99:.2}");
         println!("wire_bytes_ratio_1m_vs_10_adds: {:.3}", high / low);
-        println!("add_under_gossip_vs_atomic_ratio: {:.3}", atomic_ns / add_ns);
+        println!(
+            "add_under_gossip_vs_atomic_ratio: {:.3}",
+            atomic_ns / add_ns
+        );
     }
     Ok(())
 }

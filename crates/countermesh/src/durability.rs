@@ -92,17 +92,26 @@ impl Committer {
         batch.absorb(changes);
         let storage = self.storage.clone();
         let started = Instant::now();
-        let (batch, result) = tokio::task::spawn_blocking(move || {
+        // Keep a copy: if the commit task dies, the batch must still be retried, or a
+        // later commit could write watermarks whose entries were never written.
+        let retry = batch.clone();
+        let (batch, result) = match tokio::task::spawn_blocking(move || {
             let result = storage.commit(&batch);
             (batch, result)
         })
         .await
-        .map_err(|e| {
-            Arc::new(StorageError::Corrupt {
-                path: self.storage.path().to_owned(),
-                reason: format!("commit task failed: {e}"),
-            })
-        })?;
+        {
+            Ok(done) => done,
+            Err(e) => {
+                bump(&self.shared.counters.commit_failures);
+                error!(error = %e, "commit task failed; will retry");
+                self.carry = Some(retry);
+                return Err(Arc::new(StorageError::Corrupt {
+                    path: self.storage.path().to_owned(),
+                    reason: format!("commit task failed: {e}"),
+                }));
+            }
+        };
         let counters = &self.shared.counters;
         match result {
             Ok(()) => {

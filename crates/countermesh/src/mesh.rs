@@ -16,10 +16,6 @@ use crate::metrics::{DurabilityMetrics, MeshMetrics, PeerLag, read};
 use crate::storage::Storage;
 use crate::{Counter, Member, MeshBuilder, MeshError, StorageError};
 
-/// How long `shutdown` waits for queued messages (the leave announcement above all) to
-/// go out before closing connections.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) committer: Option<(mpsc::Sender<Request>, JoinHandle<()>)>,
@@ -252,12 +248,9 @@ impl Mesh {
             node.gossip_now(now);
             node.leave(now);
         });
-        // Let the queues drain so the leave announcement and the last deltas go out.
-        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while read(&inner.shared.counters.queued) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Let the queues drain and the peers acknowledge the last deltas (bounded), so
+        // the leave announcement and this node's final adds reach the cluster.
+        inner.shared.transport.drain().await;
         stop(inner, true).await;
         info!("mesh shut down");
         flushed

@@ -7,15 +7,15 @@
 //! loses, so shedding load is safe where blocking the protocol would not be. Incoming
 //! connections are read by their own tasks and fed to the protocol node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use countermesh_core::{Channel, Transmit};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -42,20 +42,46 @@ const RETIRE_GRACE: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Streams a peer task remembers until they are acknowledged, so a graceful shutdown
+/// can wait for its last messages to arrive.
+const MAX_UNACKED: usize = 64;
+/// How long a graceful shutdown waits for the peers to acknowledge its last messages.
+const DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a peer task is asked to do.
 #[derive(Debug)]
 enum Outbound {
     Send(Transmit),
     /// Drop the cached connection (the peer restarted, or left) so the next send dials.
     Reset,
+    /// Answer once everything queued before this was sent and acknowledged (bounded).
+    Drain(oneshot::Sender<()>),
 }
 
-/// The node's endpoint and its per-peer senders.
+/// A peer's queue, tagged so that its task removes exactly its own map entry.
+#[derive(Debug, Clone)]
+struct PeerQueue {
+    sender: mpsc::Sender<Outbound>,
+    id: u64,
+}
+
+type PeerMap = Arc<Mutex<HashMap<SocketAddr, PeerQueue>>>;
+
+/// Removes `peer`'s queue from the map if it is still the one tagged `id`.
+fn forget(peers: &PeerMap, peer: SocketAddr, id: u64) {
+    let mut peers = peers.lock().unwrap_or_else(PoisonError::into_inner);
+    if peers.get(&peer).is_some_and(|q| q.id == id) {
+        peers.remove(&peer);
+    }
+}
+
+/// The node's endpoint and its per-peer queues.
 #[derive(Debug)]
 pub(crate) struct Transport {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
-    peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Outbound>>>,
+    peers: PeerMap,
+    next_id: AtomicU64,
     counters: Arc<RuntimeCounters>,
 }
 
@@ -68,7 +94,8 @@ impl Transport {
         Self {
             endpoint,
             client_config,
-            peers: Mutex::new(HashMap::new()),
+            peers: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(0),
             counters,
         }
     }
@@ -84,20 +111,21 @@ impl Transport {
         let mut item = Outbound::Send(transmit);
         // Two attempts: the peer's task may have just ended after going idle.
         for _ in 0..2 {
-            let sender = self.sender(destination, tasks);
-            match sender.try_send(item) {
-                Ok(()) => {
-                    self.counters.queued.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+            let queue = self.queue(destination, tasks);
+            // Counted before sending, so the peer task's decrement never comes first.
+            self.counters.queued.fetch_add(1, Ordering::Relaxed);
+            match queue.sender.try_send(item) {
+                Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     bump(&self.counters.queue_full_drops);
                     debug!(peer = %destination, "send queue full; message dropped");
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     item = returned;
-                    self.forget(destination, &sender);
+                    forget(&self.peers, destination, queue.id);
                 }
             }
         }
@@ -107,41 +135,65 @@ impl Transport {
     /// Drops the cached connection to `peer`, if any.
     pub(crate) fn reset(&self, peer: SocketAddr) {
         let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = peers.get(&peer) {
-            // A full queue already has work that will notice a dead connection.
-            let _ = sender.try_send(Outbound::Reset);
+        if let Some(queue) = peers.get(&peer) {
+            // A full queue already holds work that will notice a dead connection.
+            let _ = queue.sender.try_send(Outbound::Reset);
         }
     }
 
-    fn sender(&self, peer: SocketAddr, tasks: &Tasks) -> mpsc::Sender<Outbound> {
+    /// Waits (bounded) until every peer task has sent what it had queued and its peer
+    /// acknowledged the streams. A graceful shutdown calls this before closing.
+    pub(crate) async fn drain(&self) {
+        let queues: Vec<PeerQueue> = self
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let all = async {
+            let mut answers = Vec::new();
+            for queue in queues {
+                let (done, answer) = oneshot::channel();
+                // Waits for room: the drain must queue behind everything already queued.
+                if queue.sender.send(Outbound::Drain(done)).await.is_ok() {
+                    answers.push(answer);
+                }
+            }
+            for answer in answers {
+                let _ = answer.await;
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_ACK_TIMEOUT + DIAL_TIMEOUT, all).await;
+    }
+
+    fn queue(&self, peer: SocketAddr, tasks: &Tasks) -> PeerQueue {
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = peers.get(&peer).filter(|s| !s.is_closed()) {
-            return sender.clone();
+        if let Some(queue) = peers.get(&peer).filter(|q| !q.sender.is_closed()) {
+            return queue.clone();
         }
         let (sender, receiver) = mpsc::channel(PEER_QUEUE_CAPACITY);
-        peers.insert(peer, sender.clone());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let queue = PeerQueue { sender, id };
+        peers.insert(peer, queue.clone());
         let task = PeerTask {
             peer,
+            id,
+            peers: self.peers.clone(),
             endpoint: self.endpoint.clone(),
             client_config: self.client_config.clone(),
             counters: self.counters.clone(),
             connection: None,
-            retired: None,
+            retired: Vec::new(),
+            unacked: VecDeque::new(),
             backoff: MIN_BACKOFF,
             retry_at: None,
         };
         tasks.spawn(task.run(receiver));
-        sender
+        queue
     }
 
-    fn forget(&self, peer: SocketAddr, sender: &mpsc::Sender<Outbound>) {
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if peers.get(&peer).is_some_and(|s| s.same_channel(sender)) {
-            peers.remove(&peer);
-        }
-    }
-
-    /// Drops every peer sender (their tasks end once their queues drain).
+    /// Drops every peer queue (their tasks end once their queues drain).
     pub(crate) fn forget_all(&self) {
         self.peers
             .lock()
@@ -153,13 +205,19 @@ impl Transport {
 /// One peer's outgoing side: a queue consumer with a cached connection.
 struct PeerTask {
     peer: SocketAddr,
+    /// This task's tag in the peer map.
+    id: u64,
+    peers: PeerMap,
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     counters: Arc<RuntimeCounters>,
     connection: Option<quinn::Connection>,
-    /// A replaced connection, kept open briefly so messages already written to it are
-    /// delivered (dropping the last handle would close it and abandon them).
-    retired: Option<(quinn::Connection, Instant)>,
+    /// Replaced connections, kept open briefly so messages already written to them are
+    /// delivered (dropping the last handle would close one and abandon them).
+    retired: Vec<(quinn::Connection, Instant)>,
+    /// Recently written streams, newest last, kept so a drain can await their
+    /// acknowledgement. Dropping one does not abandon it.
+    unacked: VecDeque<quinn::SendStream>,
     backoff: Duration,
     /// While set and in the future, the peer is considered unreachable.
     retry_at: Option<Instant>,
@@ -177,27 +235,35 @@ impl PeerTask {
                     continue;
                 }
             };
-            if self
-                .retired
-                .as_ref()
-                .is_some_and(|(_, until)| Instant::now() >= *until)
-            {
-                self.retired = None;
-            }
+            let now = Instant::now();
+            self.retired.retain(|(_, until)| now < *until);
             match item {
                 Outbound::Reset => {
                     if let Some(connection) = self.connection.take() {
-                        self.retired = Some((connection, Instant::now() + RETIRE_GRACE));
+                        self.retired.push((connection, now + RETIRE_GRACE));
                     }
                     self.retry_at = None;
                     self.backoff = MIN_BACKOFF;
                 }
                 Outbound::Send(transmit) => {
-                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     self.deliver(transmit).await;
+                    // Counted as queued until handed to QUIC, so a drain waits for it.
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                Outbound::Drain(done) => {
+                    let unacked = std::mem::take(&mut self.unacked);
+                    let acknowledged = async {
+                        for stream in unacked {
+                            let _ = stream.stopped().await;
+                        }
+                    };
+                    let _ = tokio::time::timeout(DRAIN_ACK_TIMEOUT, acknowledged).await;
+                    let _ = done.send(());
                 }
             }
         }
+        forget(&self.peers, self.peer, self.id);
+        // Idle for `PEER_IDLE`: everything written has long been delivered.
         if let Some(connection) = self.connection.take() {
             connection.close(0u32.into(), b"idle");
         }
@@ -219,7 +285,14 @@ impl PeerTask {
                 )
                 .await
                 {
-                    Ok(result) => result,
+                    Ok(Ok(stream)) => {
+                        if self.unacked.len() == MAX_UNACKED {
+                            self.unacked.pop_front();
+                        }
+                        self.unacked.push_back(stream);
+                        Ok(())
+                    }
+                    Ok(Err(error)) => Err(error),
                     Err(_) => Err("stream write timed out".to_owned()),
                 }
             }
@@ -275,11 +348,16 @@ impl PeerTask {
     }
 }
 
-async fn write_stream(connection: &quinn::Connection, payload: &[u8]) -> Result<(), String> {
+async fn write_stream(
+    connection: &quinn::Connection,
+    payload: &[u8],
+) -> Result<quinn::SendStream, String> {
     let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
     stream.write_all(payload).await.map_err(|e| e.to_string())?;
-    // Dropping a finished stream still delivers it; the connection retransmits as needed.
-    stream.finish().map_err(|e| e.to_string())
+    // A finished stream is delivered even if its handle is dropped, as long as the
+    // connection lives; the handle is returned only so a drain can await the ack.
+    stream.finish().map_err(|e| e.to_string())?;
+    Ok(stream)
 }
 
 /// Accepts incoming connections until the endpoint closes.
