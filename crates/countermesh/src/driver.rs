@@ -35,6 +35,9 @@ pub(crate) struct Shared {
     /// Wakes the timer task when the node's next deadline moved earlier.
     wake: Notify,
     pub(crate) max_message_bytes: usize,
+    /// Set by a graceful shutdown: SWIM then reports this node as defunct, which is
+    /// expected rather than worth a warning.
+    pub(crate) leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             counters,
             wake: Notify::new(),
             max_message_bytes,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -120,6 +124,9 @@ impl Shared {
             Event::Joined => info!("joined the cluster"),
             Event::Isolated => warn!("no live members; counting locally and re-announcing"),
             Event::Rejoined(id) => warn!(identity = %id, "declared down by the cluster; rejoined"),
+            Event::Defunct if self.leaving.load(std::sync::atomic::Ordering::Relaxed) => {
+                debug!("left the cluster");
+            }
             Event::Defunct => warn!("declared down by the cluster and cannot renew identity"),
             Event::Saturated(name) => {
                 warn!(counter = %name, "own total reached u64::MAX; excess stays local");

@@ -244,6 +244,10 @@ impl Mesh {
         let Some(inner) = self.inner.take() else {
             return Ok(());
         };
+        inner
+            .shared
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         inner.shared.with_node(|node, now| {
             node.gossip_now(now);
             node.leave(now);

@@ -1,0 +1,160 @@
+//! `countermesh agent`: one mesh node plus the HTTP API.
+//!
+//! Start-up order: validate the configuration (nothing is bound before it is known to
+//! be good), start the mesh, bind HTTP, then announce both addresses. Strict mode
+//! connects in the background. SIGINT or SIGTERM stops HTTP gracefully, then shuts the
+//! mesh down (flush, leave, close) and exits 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use countermesh::{Mesh, TlsConfig};
+use tracing::{info, warn};
+
+use crate::agent_state::AgentState;
+use crate::agent_strict::StrictState;
+use crate::config::{AgentArgs, AgentConfig, TlsSource};
+
+pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    init_logging(&config.log);
+    info!(?config, "starting the agent");
+
+    let tls = match &config.tls {
+        TlsSource::Files { ca, cert, key } => TlsConfig::from_pem_files(ca, cert, key)
+            .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?,
+        TlsSource::Insecure => TlsConfig::dangerously_insecure_no_peer_verification(),
+    };
+    let mesh = start_mesh(&config, tls).await?;
+    let quic = mesh.local_addr();
+
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("--http: cannot listen on {}", config.http))?;
+    let http = listener
+        .local_addr()
+        .context("reading the HTTP listener's address")?;
+
+    let strict = StrictState::new(config.zookeeper.clone());
+    let connector = strict.connect_in_background(config.strict_timeout);
+    let state = Arc::new(AgentState::new(mesh, strict, config.token.clone()));
+    let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));
+
+    announce(http, quic);
+    info!(
+        http = %format_args!("http://{http}"),
+        %quic,
+        advertise = %state.mesh.id().addr(),
+        actor = %state.mesh.actor_id(),
+        auth = config.token.is_some(),
+        strict = state.strict.configured(),
+        "agent ready"
+    );
+
+    let served = axum::serve(listener, crate::api::router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    info!("HTTP stopped; shutting the mesh down");
+    sampler.abort();
+    if let Some(connector) = connector {
+        connector.abort();
+    }
+    let _ = sampler.await;
+
+    match Arc::try_unwrap(state) {
+        Ok(state) => state
+            .mesh
+            .shutdown()
+            .await
+            .context("shutting the mesh down")?,
+        Err(state) => {
+            // Something still holds the state (it should not once HTTP has stopped):
+            // make the adds durable at least; dropping the mesh closes it.
+            warn!("the mesh is still in use; flushing without a graceful leave");
+            state.mesh.flush().await.context("flushing the mesh")?;
+        }
+    }
+    served.context("serving HTTP")?;
+    info!("agent stopped");
+    Ok(())
+}
+
+fn init_logging(filter: &str) {
+    // The filter was validated with the configuration; a second subscriber (tests that
+    // run the agent in-process) is not an error.
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+async fn start_mesh(config: &AgentConfig, tls: TlsConfig) -> anyhow::Result<Mesh> {
+    let mut builder = Mesh::builder()
+        .bind(config.bind)
+        .seeds(config.seeds.iter().copied())
+        .tls(tls)
+        .gossip_interval(config.gossip_interval)
+        .commit_interval(config.commit_interval);
+    if let Some(addr) = config.advertise {
+        builder = builder.advertise(addr);
+    }
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--data-dir: cannot create {}", dir.display()))?;
+        builder = builder.data_dir(dir);
+    }
+    builder.start().await.context("starting the mesh")
+}
+
+/// The machine-readable start-up lines on stdout: scripts and tests that start the agent
+/// with port 0 read the bound addresses from them.
+#[allow(clippy::print_stdout)]
+fn announce(http: std::net::SocketAddr, quic: std::net::SocketAddr) {
+    use std::io::Write as _;
+    println!("http listening on http://{http}");
+    println!("quic listening on {quic}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Samples the add counter once a second for the status page's rate chart.
+async fn sample_rate(state: Arc<AgentState>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        state.stats.sample_rate();
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received; stopping"),
+        () = terminate => info!("SIGTERM received; stopping"),
+    }
+}

@@ -1,0 +1,179 @@
+//! [`AgentState`]: what every HTTP handler shares: the mesh, cached counter handles,
+//! strict mode, and the agent's own statistics.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use countermesh::{Counter, CounterError, Mesh, MeshError};
+
+use crate::agent_strict::StrictState;
+use crate::api_error::ApiError;
+
+/// How many one-second add-rate samples the status page gets.
+pub(crate) const RATE_SAMPLES: usize = 60;
+
+/// Shared by all handlers (behind an `Arc`).
+#[derive(Debug)]
+pub(crate) struct AgentState {
+    pub(crate) mesh: Mesh,
+    /// Counter handles by name, so an add is a map lookup plus an atomic add instead of
+    /// a trip through the mesh's store lock.
+    counters: RwLock<HashMap<String, Counter>>,
+    pub(crate) strict: StrictState,
+    pub(crate) stats: AgentStats,
+    pub(crate) token: Option<String>,
+    pub(crate) started: Instant,
+}
+
+impl AgentState {
+    pub(crate) fn new(mesh: Mesh, strict: StrictState, token: Option<String>) -> Self {
+        Self {
+            mesh,
+            counters: RwLock::new(HashMap::new()),
+            strict,
+            stats: AgentStats::default(),
+            token,
+            started: Instant::now(),
+        }
+    }
+
+    /// The handle for `name` (already validated), created on first use.
+    pub(crate) fn counter(&self, name: &str) -> Result<Counter, ApiError> {
+        if let Some(counter) = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(counter.clone());
+        }
+        let counter = self.mesh.counter(name).map_err(|error| match error {
+            MeshError::Counter(CounterError::InvalidName(e)) => {
+                ApiError::invalid_name(e.to_string())
+            }
+            // The store's counter limit protects the node's memory; the client can do
+            // nothing about it but wait for an operator.
+            MeshError::Counter(e @ CounterError::TooManyCounters { .. }) => {
+                ApiError::unavailable(format!("cannot create counter {name:?}: {e}"))
+            }
+            other => ApiError::internal(other.to_string()),
+        })?;
+        self.counters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), counter.clone());
+        Ok(counter)
+    }
+}
+
+/// What the agent itself counts (the mesh counts gossip).
+#[derive(Debug, Default)]
+pub(crate) struct AgentStats {
+    /// Add operations accepted (one per single add, one per batch entry).
+    pub(crate) adds: AtomicU64,
+    /// Eventual reads served (single gets and listed counters' requests).
+    pub(crate) reads: AtomicU64,
+    /// Batch requests applied.
+    pub(crate) batches: AtomicU64,
+    /// HTTP responses by (route, status).
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Strict operations: latency histograms by op, counts by (op, outcome).
+    strict: Mutex<StrictMetrics>,
+    /// Adds per second over the last [`RATE_SAMPLES`] seconds, oldest first.
+    rate: Mutex<RateHistory>,
+}
+
+#[derive(Debug, Default)]
+struct RateHistory {
+    samples: VecDeque<u64>,
+    last_total: u64,
+}
+
+/// Upper bounds (seconds) of the strict latency histogram buckets: a ZooKeeper quorum
+/// write on a LAN takes around a millisecond; timeouts take seconds.
+pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A cumulative latency histogram in Prometheus' shape.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Histogram {
+    /// Observations at or below each bound of [`LATENCY_BUCKETS`] (non-cumulative here;
+    /// the exporter accumulates).
+    pub(crate) buckets: [u64; LATENCY_BUCKETS.len()],
+    pub(crate) count: u64,
+    pub(crate) sum_seconds: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StrictMetrics {
+    pub(crate) latency: BTreeMap<&'static str, Histogram>,
+    pub(crate) outcomes: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain numbers behind: still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AgentStats {
+    pub(crate) fn count_adds(&self, n: u64) {
+        self.adds.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_http(&self, route: &str, status: u16) {
+        let mut http = lock(&self.http);
+        if let Some(n) = http.get_mut(&(route.to_owned(), status)) {
+            *n += 1;
+        } else {
+            http.insert((route.to_owned(), status), 1);
+        }
+    }
+
+    pub(crate) fn http(&self) -> BTreeMap<(String, u16), u64> {
+        lock(&self.http).clone()
+    }
+
+    pub(crate) fn record_strict(&self, op: &'static str, outcome: &'static str, took: Duration) {
+        let mut strict = lock(&self.strict);
+        strict.latency.entry(op).or_default().observe(took);
+        *strict.outcomes.entry((op, outcome)).or_default() += 1;
+    }
+
+    pub(crate) fn strict(&self) -> StrictMetrics {
+        lock(&self.strict).clone()
+    }
+
+    /// Records one second's worth of adds; called once a second by the sampler.
+    pub(crate) fn sample_rate(&self) {
+        let total = self.adds.load(Ordering::Relaxed);
+        let mut rate = lock(&self.rate);
+        let delta = total.saturating_sub(rate.last_total);
+        rate.last_total = total;
+        if rate.samples.len() == RATE_SAMPLES {
+            rate.samples.pop_front();
+        }
+        rate.samples.push_back(delta);
+    }
+
+    pub(crate) fn rate_history(&self) -> Vec<u64> {
+        lock(&self.rate).samples.iter().copied().collect()
+    }
+}

@@ -1,0 +1,209 @@
+//! [`StrictState`]: the agent's optional ZooKeeper client, connected in the background
+//! so the agent starts (and serves eventual counters) while ZooKeeper is down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use countermesh_strict::{Counter, StrictClient, StrictError, StrictOptions};
+use tracing::{info, warn};
+
+use crate::agent_state::AgentStats;
+use crate::api_error::ApiError;
+
+/// Handles kept open at most; past this the cache starts over (each open handle holds a
+/// small combiner task, so the bound keeps a scan over many names from piling them up).
+const MAX_CACHED_COUNTERS: usize = 10_000;
+
+/// Strict mode as the agent sees it.
+#[derive(Debug)]
+pub(crate) struct StrictState {
+    /// The connect string, or `None` when strict mode is not configured.
+    connect: Option<String>,
+    inner: Arc<Connection>,
+}
+
+#[derive(Debug, Default)]
+struct Connection {
+    client: OnceLock<StrictClient>,
+    /// Why the last connection attempt failed, for 503 messages and the status page.
+    last_error: Mutex<Option<String>>,
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+impl StrictState {
+    /// Strict mode for `connect` (or off), with operations bounded by `timeout`. The
+    /// connection is opened by [`StrictState::connect_in_background`].
+    pub(crate) fn new(connect: Option<String>) -> Self {
+        Self {
+            connect,
+            inner: Arc::default(),
+        }
+    }
+
+    pub(crate) fn configured(&self) -> bool {
+        self.connect.is_some()
+    }
+
+    pub(crate) fn connected(&self) -> bool {
+        self.inner.client.get().is_some()
+    }
+
+    /// A one-line state for the status page.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.connect, self.inner.client.get()) {
+            (None, _) => "not configured".to_owned(),
+            (Some(connect), Some(_)) => format!("connected to {connect}"),
+            (Some(connect), None) => match &*lock(&self.inner.last_error) {
+                Some(error) => format!("connecting to {connect} (last attempt: {error})"),
+                None => format!("connecting to {connect}"),
+            },
+        }
+    }
+
+    /// Keeps trying to open a session until one succeeds. After that the client itself
+    /// reconnects (and renews expired sessions), so this task ends.
+    pub(crate) fn connect_in_background(
+        &self,
+        timeout: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let connect = self.connect.clone()?;
+        let inner = Arc::clone(&self.inner);
+        Some(tokio::spawn(async move {
+            let options = StrictOptions::default()
+                .with_op_timeout(timeout)
+                .with_session_timeout(Duration::from_secs(6));
+            let mut pause = Duration::from_millis(500);
+            loop {
+                match StrictClient::connect(&connect, options.clone()).await {
+                    Ok(client) => {
+                        info!(zookeeper = %connect, "strict mode connected to ZooKeeper");
+                        let _ = inner.client.set(client);
+                        *lock(&inner.last_error) = None;
+                        return;
+                    }
+                    Err(StrictError::InvalidConfig(why)) => {
+                        // Retrying cannot fix a bad connect string.
+                        warn!(zookeeper = %connect, "strict mode disabled: {why}");
+                        *lock(&inner.last_error) = Some(format!("invalid configuration: {why}"));
+                        return;
+                    }
+                    Err(error) => {
+                        warn!(zookeeper = %connect, %error, "cannot reach ZooKeeper yet; retrying");
+                        *lock(&inner.last_error) = Some(error.to_string());
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }))
+    }
+
+    fn client(&self) -> Result<&StrictClient, ApiError> {
+        let Some(connect) = &self.connect else {
+            return Err(ApiError::unavailable(
+                "strict mode is not configured on this agent: start it with --zookeeper \
+                 HOST:PORT[/chroot] (or COUNTERMESH_ZOOKEEPER)",
+            ));
+        };
+        self.inner.client.get().ok_or_else(|| {
+            let why = lock(&self.inner.last_error)
+                .clone()
+                .unwrap_or_else(|| "still connecting".to_owned());
+            ApiError::unavailable(format!(
+                "ZooKeeper at {connect} is not reachable yet ({why}); the agent keeps \
+                 trying in the background"
+            ))
+        })
+    }
+
+    /// Opens (creating at 0 if absent) the counter `name`, from the cache if possible.
+    async fn open(&self, client: &StrictClient, name: &str) -> Result<Counter, StrictError> {
+        if let Some(counter) = lock(&self.inner.counters).get(name) {
+            return Ok(counter.clone());
+        }
+        let counter = client.counter(name).await?;
+        let mut counters = lock(&self.inner.counters);
+        if counters.len() >= MAX_CACHED_COUNTERS {
+            counters.clear();
+        }
+        counters.insert(name.to_owned(), counter.clone());
+        Ok(counter)
+    }
+
+    fn forget(&self, name: &str) {
+        lock(&self.inner.counters).remove(name);
+    }
+
+    /// Runs `op` on the counter `name` (validated), recording its latency and outcome
+    /// (`label` names the outcome of a success, e.g. `mismatch` for a failed CAS).
+    ///
+    /// Strict counters are created at 0 on first use, by any route. A cached handle to a
+    /// counter deleted since answers `NotFound` (which had no effect), so the counter is
+    /// opened again, which re-creates it, and the operation runs once more.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        stats: &AgentStats,
+        op: &'static str,
+        name: &str,
+        label: fn(&T) -> &'static str,
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        F: Fn(Counter) -> Fut,
+        Fut: Future<Output = Result<T, StrictError>>,
+    {
+        let client = self.client()?;
+        let started = Instant::now();
+        let result = async {
+            let counter = self.open(client, name).await?;
+            match f(counter).await {
+                Err(StrictError::NotFound { .. }) => {
+                    self.forget(name);
+                    let counter = self.open(client, name).await?;
+                    f(counter).await
+                }
+                other => other,
+            }
+        }
+        .await;
+        let outcome = match &result {
+            Ok(value) => label(value),
+            Err(error) => outcome_label(error),
+        };
+        stats.record_strict(op, outcome, started.elapsed());
+        result.map_err(|error| ApiError::from_strict(&error))
+    }
+
+    /// Deletes the counter `name` (validated); succeeds if it did not exist.
+    pub(crate) async fn delete(&self, stats: &AgentStats, name: &str) -> Result<(), ApiError> {
+        let client = self.client()?;
+        let started = Instant::now();
+        self.forget(name);
+        let result = client.delete(name).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(error) => outcome_label(error),
+        };
+        stats.record_strict("delete", outcome, started.elapsed());
+        result.map_err(|error| ApiError::from_strict(&error))
+    }
+}
+
+/// The `outcome` label of a failed strict operation.
+fn outcome_label(error: &StrictError) -> &'static str {
+    match error {
+        StrictError::InvalidName { .. } => "invalid_name",
+        StrictError::NotFound { .. } => "not_found",
+        StrictError::Overflow { .. } => "overflow",
+        StrictError::Conflict { .. } => "conflict",
+        StrictError::Unavailable { .. } | StrictError::SessionExpired => "unavailable",
+        StrictError::Ambiguous { .. } => "ambiguous",
+        _ => "error",
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

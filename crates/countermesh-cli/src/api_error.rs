@@ -1,0 +1,142 @@
+//! [`ApiError`]: every error the HTTP API answers, as a status code and a JSON body
+//! `{"error": {"code", "message"}}` whose code scripts can match on.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use countermesh_strict::StrictError;
+use serde::Serialize;
+
+/// An API error: a stable machine-readable code, a status and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    /// The value a compare-and-set found instead of the expected one.
+    pub(crate) actual: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actual: Option<i64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            actual: None,
+        }
+    }
+
+    pub(crate) fn invalid_name(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_name", message)
+    }
+
+    pub(crate) fn invalid_value(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_value", message)
+    }
+
+    pub(crate) fn invalid_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this agent requires `Authorization: Bearer <token>`",
+        )
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub(crate) fn cas_mismatch(actual: i64) -> Self {
+        Self {
+            actual: Some(actual),
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "cas_mismatch",
+                format!("the counter holds {actual}, not the expected value; nothing changed"),
+            )
+        }
+    }
+
+    pub(crate) fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// Maps a strict-mode failure. Every variant except `Ambiguous` means the operation
+    /// had no effect, and the message says so where a client might wonder.
+    pub(crate) fn from_strict(error: &StrictError) -> Self {
+        match error {
+            StrictError::InvalidName { .. } => Self::invalid_name(error.to_string()),
+            StrictError::NotFound { .. } => Self::not_found(error.to_string()),
+            StrictError::Overflow { .. } => {
+                Self::invalid_value(format!("{error}; the counter is unchanged"))
+            }
+            // Too much contention is retryable and had no effect: like an unreachable
+            // quorum, the right reaction is to try again later, not to change the request.
+            StrictError::Conflict { .. } => Self::unavailable(format!(
+                "too much contention on this counter: {error}; no effect, retry later"
+            )),
+            StrictError::Unavailable { deadline } => Self::unavailable(format!(
+                "ZooKeeper is unreachable: no quorum answered within {deadline:?}; the \
+                 operation had no effect"
+            )),
+            StrictError::SessionExpired => Self::unavailable(
+                "the ZooKeeper session expired; the operation had no effect, retry",
+            ),
+            StrictError::Ambiguous { op_id, deadline } => Self::unavailable(format!(
+                "outcome unknown: the write was sent but ZooKeeper stayed unreachable for \
+                 {deadline:?}, so it may or may not have taken effect (at most once; op id \
+                 {op_id})"
+            )),
+            StrictError::Corrupt { .. } | StrictError::InvalidConfig(_) => {
+                Self::internal(error.to_string())
+            }
+            StrictError::ZooKeeper(_) => Self::internal(error.to_string()),
+            _ => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                actual: self.actual,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

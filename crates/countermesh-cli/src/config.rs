@@ -1,0 +1,450 @@
+//! Agent configuration: TOML file, `COUNTERMESH_*` environment, flags (flags win).
+//!
+//! Every option is read as text from all three sources and parsed in one place
+//! ([`AgentArgs::resolve`]), so a bad value gets the same message naming the option
+//! whichever source it came from. Defaults live here too, not in clap, so that a value
+//! from the file is not shadowed by a clap default.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+const DEFAULT_BIND: &str = "0.0.0.0:7946";
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+const DEFAULT_GOSSIP_INTERVAL: &str = "100ms";
+const DEFAULT_COMMIT_INTERVAL: &str = "50ms";
+const DEFAULT_STRICT_TIMEOUT: &str = "5s";
+const DEFAULT_LOG: &str = "info";
+
+/// Options of `countermesh agent`.
+///
+/// Each option can also be set with its `COUNTERMESH_*` environment variable or, in the
+/// file given with `--config`, with its long name in snake case (`gossip_interval =
+/// "200ms"`). Flags win over the environment, which wins over the file.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Precedence: flags, then COUNTERMESH_* environment variables, then the \
+                  --config TOML file (keys are the long option names with underscores, \
+                  e.g. `http = \"127.0.0.1:8080\"`, `seeds = [\"10.0.0.2:7946\"]`; unknown \
+                  keys are an error), then the defaults shown.\n\nWith `--http \
+                  127.0.0.1:0` the agent picks a free port; it prints `http listening on \
+                  http://ADDR` and `quic listening on ADDR` on stdout once it serves."
+)]
+pub(crate) struct AgentArgs {
+    /// A TOML file with any of the options below.
+    #[arg(long, env = "COUNTERMESH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The UDP address the mesh listens on (QUIC). [default: 0.0.0.0:7946]
+    #[arg(long, env = "COUNTERMESH_BIND", value_name = "IP:PORT")]
+    bind: Option<String>,
+
+    /// The address peers use to reach this node. [default: the bind address, or for
+    /// 0.0.0.0 the local address that routes to the first seed]
+    #[arg(long, env = "COUNTERMESH_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
+
+    /// Peers to join through, comma-separated or repeated. [default: none; the node
+    /// waits to be joined]
+    #[arg(
+        long,
+        env = "COUNTERMESH_SEEDS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    seeds: Vec<String>,
+
+    /// The address of the HTTP API, metrics and status page. Port 0 picks a free port.
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, env = "COUNTERMESH_HTTP", value_name = "IP:PORT")]
+    http: Option<String>,
+
+    /// A directory for durable state (actor id, own adds, learned counts). [default:
+    /// none: state is in memory and a restart starts a new actor]
+    #[arg(long, env = "COUNTERMESH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// The cluster CA certificate (PEM). Required with --tls-cert and --tls-key unless
+    /// --insecure-no-peer-verification.
+    #[arg(long, env = "COUNTERMESH_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
+    /// This node's certificate, signed by the cluster CA (PEM).
+    #[arg(long, env = "COUNTERMESH_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// This node's private key (PEM).
+    #[arg(long, env = "COUNTERMESH_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Run without TLS peer verification: any host that can reach the mesh port can
+    /// join, read and write. For experiments only. [default: false]
+    #[arg(long, env = "COUNTERMESH_INSECURE_NO_PEER_VERIFICATION")]
+    insecure_no_peer_verification: bool,
+
+    /// How often a gossip round runs. [default: 100ms]
+    #[arg(long, env = "COUNTERMESH_GOSSIP_INTERVAL", value_name = "DURATION")]
+    gossip_interval: Option<String>,
+
+    /// How often own adds are committed to the data directory. [default: 50ms]
+    #[arg(long, env = "COUNTERMESH_COMMIT_INTERVAL", value_name = "DURATION")]
+    commit_interval: Option<String>,
+
+    /// ZooKeeper connect string for strict counters, `host:port[,host:port...][/chroot]`.
+    /// The agent starts without it reachable and connects in the background; strict
+    /// routes answer 503 until then. [default: none: strict routes answer 503]
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER", value_name = "CONNECT")]
+    zookeeper: Option<String>,
+
+    /// How long one strict operation may wait for ZooKeeper before it answers 503.
+    /// [default: 5s]
+    #[arg(long, env = "COUNTERMESH_STRICT_TIMEOUT", value_name = "DURATION")]
+    strict_timeout: Option<String>,
+
+    /// Require `Authorization: Bearer TOKEN` on every route except /healthz (the status
+    /// page also accepts `/?token=TOKEN`). [default: none: no authentication]
+    #[arg(
+        long,
+        env = "COUNTERMESH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+
+    /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
+    /// stderr. [default: info]
+    #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
+    log: Option<String>,
+}
+
+/// The `--config` file: the same options, keyed by their long names in snake case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    advertise: Option<String>,
+    seeds: Option<Vec<String>>,
+    http: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_no_peer_verification: Option<bool>,
+    gossip_interval: Option<String>,
+    commit_interval: Option<String>,
+    zookeeper: Option<String>,
+    strict_timeout: Option<String>,
+    token: Option<String>,
+    log: Option<String>,
+}
+
+/// How the mesh proves itself to peers.
+#[derive(Debug, Clone)]
+pub(crate) enum TlsSource {
+    /// Mutual TLS against the cluster CA.
+    Files {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// No peer verification (experiments only).
+    Insecure,
+}
+
+/// The validated agent configuration.
+#[derive(Clone)]
+pub(crate) struct AgentConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) advertise: Option<SocketAddr>,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) http: SocketAddr,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) tls: TlsSource,
+    pub(crate) gossip_interval: Duration,
+    pub(crate) commit_interval: Duration,
+    pub(crate) zookeeper: Option<String>,
+    pub(crate) strict_timeout: Duration,
+    pub(crate) token: Option<String>,
+    pub(crate) log: String,
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is a secret: only whether one is set may show in logs.
+        f.debug_struct("AgentConfig")
+            .field("bind", &self.bind)
+            .field("advertise", &self.advertise)
+            .field("seeds", &self.seeds)
+            .field("http", &self.http)
+            .field("data_dir", &self.data_dir)
+            .field("tls", &self.tls)
+            .field("gossip_interval", &self.gossip_interval)
+            .field("commit_interval", &self.commit_interval)
+            .field("zookeeper", &self.zookeeper)
+            .field("strict_timeout", &self.strict_timeout)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+impl AgentArgs {
+    /// Merges flags and environment (already in `self`) over the config file and the
+    /// defaults, and validates everything.
+    pub(crate) fn resolve(self) -> anyhow::Result<AgentConfig> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
+            flag.or(file).unwrap_or_else(|| default.to_owned())
+        };
+
+        let bind = parse_bind("bind", &pick(self.bind, file.bind, DEFAULT_BIND))?;
+        let http = parse_bind("http", &pick(self.http, file.http, DEFAULT_HTTP))?;
+        let advertise = self
+            .advertise
+            .or(file.advertise)
+            .map(|addr| resolve_addr("advertise", &addr))
+            .transpose()?;
+        let seeds = if self.seeds.is_empty() {
+            file.seeds.unwrap_or_default()
+        } else {
+            self.seeds
+        };
+        let seeds = seeds
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|seed| resolve_addr("seeds", seed))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let insecure =
+            self.insecure_no_peer_verification || file.insecure_no_peer_verification == Some(true);
+        let tls = tls_source(
+            insecure,
+            self.tls_ca.or(file.tls_ca),
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        )?;
+
+        let gossip_interval = parse_duration(
+            "gossip-interval",
+            &pick(
+                self.gossip_interval,
+                file.gossip_interval,
+                DEFAULT_GOSSIP_INTERVAL,
+            ),
+        )?;
+        let commit_interval = parse_duration(
+            "commit-interval",
+            &pick(
+                self.commit_interval,
+                file.commit_interval,
+                DEFAULT_COMMIT_INTERVAL,
+            ),
+        )?;
+        let strict_timeout = parse_duration(
+            "strict-timeout",
+            &pick(
+                self.strict_timeout,
+                file.strict_timeout,
+                DEFAULT_STRICT_TIMEOUT,
+            ),
+        )?;
+
+        // The strict client keeps exactly-once receipts for ten minutes, which must
+        // outlast twice the longest operation.
+        if strict_timeout > Duration::from_secs(300) {
+            bail!("--strict-timeout: at most 5m, got {strict_timeout:?}");
+        }
+        let zookeeper = self
+            .zookeeper
+            .or(file.zookeeper)
+            .map(|connect| check_zookeeper(&connect).map(|()| connect))
+            .transpose()?;
+        let token = self.token.or(file.token);
+        if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            bail!("--token: the token is empty; leave the option out to run without one");
+        }
+        let log = pick(self.log, file.log, DEFAULT_LOG);
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .with_context(|| format!("--log: invalid filter {log:?}"))?;
+
+        let data_dir = self.data_dir.or(file.data_dir);
+        if let Some(dir) = &data_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            bail!(
+                "--data-dir: {} exists and is not a directory",
+                dir.display()
+            );
+        }
+
+        Ok(AgentConfig {
+            bind,
+            advertise,
+            seeds,
+            http,
+            data_dir,
+            tls,
+            gossip_interval,
+            commit_interval,
+            zookeeper,
+            strict_timeout,
+            token,
+            log,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--config: cannot read {}", path.display()))?;
+    // toml's message names the offending key and its line (e.g. "unknown field `htp`,
+    // expected one of ...").
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
+}
+
+/// A local address to listen on: an IP and a port, no host names.
+fn parse_bind(option: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    value.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--{option}: invalid address {value:?}: expected IP:PORT, such as 127.0.0.1:8080 \
+             or [::1]:8080"
+        )
+    })
+}
+
+/// A peer address: `IP:PORT`, or `HOST:PORT` resolved once at start.
+fn resolve_addr(option: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--{option}: invalid address {value:?}: expected HOST:PORT or IP:PORT that \
+                 resolves, such as 10.0.0.2:7946"
+            )
+        })
+}
+
+fn parse_duration(option: &str, value: &str) -> anyhow::Result<Duration> {
+    let duration = humantime::parse_duration(value.trim()).map_err(|e| {
+        anyhow::anyhow!("--{option}: invalid duration {value:?} ({e}); use e.g. 100ms, 2s, 1m")
+    })?;
+    if duration.is_zero() {
+        bail!("--{option}: must be greater than zero");
+    }
+    Ok(duration)
+}
+
+fn tls_source(
+    insecure: bool,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<TlsSource> {
+    if insecure {
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            bail!(
+                "--insecure-no-peer-verification cannot be combined with --tls-ca, --tls-cert \
+                 or --tls-key: choose mutual TLS or no verification"
+            );
+        }
+        return Ok(TlsSource::Insecure);
+    }
+    let missing: Vec<&str> = [
+        ("--tls-ca", &ca),
+        ("--tls-cert", &cert),
+        ("--tls-key", &key),
+    ]
+    .into_iter()
+    .filter(|(_, path)| path.is_none())
+    .map(|(flag, _)| flag)
+    .collect();
+    match (ca, cert, key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            for (flag, path) in [
+                ("--tls-ca", &ca),
+                ("--tls-cert", &cert),
+                ("--tls-key", &key),
+            ] {
+                if !path.is_file() {
+                    bail!("{flag}: {} does not exist or is not a file", path.display());
+                }
+            }
+            Ok(TlsSource::Files { ca, cert, key })
+        }
+        _ => bail!(
+            "mutual TLS needs --tls-ca, --tls-cert and --tls-key (missing: {}); create them \
+             with `countermesh certs init` and `countermesh certs issue`, or pass \
+             --insecure-no-peer-verification for experiments",
+            missing.join(", ")
+        ),
+    }
+}
+
+/// Catches typos in the connect string at start; the strict client checks the rest.
+fn check_zookeeper(connect: &str) -> anyhow::Result<()> {
+    let hosts = connect.split('/').next().unwrap_or_default();
+    let chroot = &connect[hosts.len()..];
+    let bad = |why: &str| {
+        anyhow::anyhow!(
+            "--zookeeper: invalid connect string {connect:?}: {why}; expected \
+             host:port[,host:port...][/chroot]"
+        )
+    };
+    if hosts.is_empty() {
+        return Err(bad("no hosts"));
+    }
+    for host in hosts.split(',') {
+        let Some((name, port)) = host.rsplit_once(':') else {
+            return Err(bad(&format!("{host:?} has no port")));
+        };
+        if name.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad(&format!("{host:?} is not host:port")));
+        }
+    }
+    if chroot == "/" || chroot.ends_with('/') {
+        return Err(bad("the chroot must not end with '/'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let err = toml::from_str::<FileConfig>("htp = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("htp"), "{err}");
+    }
+
+    #[test]
+    fn zookeeper_connect_strings() {
+        assert!(check_zookeeper("127.0.0.1:2181").is_ok());
+        assert!(check_zookeeper("a:1,b:2/countermesh").is_ok());
+        assert!(check_zookeeper("a").is_err());
+        assert!(check_zookeeper("a:x").is_err());
+        assert!(check_zookeeper("/x").is_err());
+        assert!(check_zookeeper("a:1/").is_err());
+    }
+
+    #[test]
+    fn missing_tls_files_are_named() {
+        let err = tls_source(false, Some("ca.pem".into()), None, None).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--tls-cert, --tls-key"), "{text}");
+    }
+}
