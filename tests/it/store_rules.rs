@@ -483,3 +483,56 @@ fn restamped_own_entries_are_not_claimed_before_they_are_durable() {
     assert_eq!(b.value("j"), Some(5));
     assert_eq!(b.watermark(me), 2);
 }
+
+/// Answering a digest scans the store, so a node answers a bounded number per sender
+/// per gossip interval; the budget refills with the next interval.
+#[test]
+fn sync_requests_are_rate_limited_per_sender() {
+    use countermesh_core::{
+        Channel, Config, HandleError, MAX_SYNC_PER_INTERVAL, Node, NodeId, Scope, SyncRequest,
+        encode_sync,
+    };
+    let me = ActorId::from_u64(1);
+    let addr: std::net::SocketAddr = "127.0.0.1:7000".parse().unwrap();
+    let from: std::net::SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let now = std::time::Instant::now();
+    let mut store = Store::new(me, 0);
+    store.counter("x").unwrap().add(1);
+    store.flush();
+    let config = Config::default();
+    let interval = config.gossip_interval;
+    let mut node = Node::new(config, NodeId::new(addr, me, 1), store, 7, now).unwrap();
+    let request = encode_sync(&SyncRequest {
+        scope: Scope::Range {
+            first: ActorId::from_u64(0),
+            last: ActorId::from_u64(u64::MAX),
+        },
+        versions: vec![],
+        pull_back: false,
+    })
+    .unwrap();
+    let mut answered = 0;
+    let mut refused = 0;
+    for _ in 0..MAX_SYNC_PER_INTERVAL + 10 {
+        match node.handle_message(from, Channel::Stream, &request, now) {
+            Ok(()) => answered += 1,
+            Err(HandleError::RateLimited(who)) => {
+                assert_eq!(who, from);
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(answered, MAX_SYNC_PER_INTERVAL);
+    assert_eq!(refused, 10);
+    let replies = std::iter::from_fn(|| node.poll_transmit()).count();
+    assert_eq!(
+        replies as u32, MAX_SYNC_PER_INTERVAL,
+        "one delta per answered request"
+    );
+    // The next interval has a fresh budget.
+    assert!(
+        node.handle_message(from, Channel::Stream, &request, now + interval)
+            .is_ok()
+    );
+}

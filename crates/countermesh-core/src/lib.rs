@@ -61,7 +61,9 @@ pub use crate::digest::{Digest, Scope, SyncAnswer, SyncRequest, SyncRequestError
 pub use crate::event::Event;
 pub use crate::identity::NodeId;
 pub use crate::name::{CounterName, MAX_NAME_LEN, NameError, validate_name};
-pub use crate::node::{Channel, HandleError, MessageKind, Node, Stats, Transmit};
+pub use crate::node::{
+    Channel, HandleError, MAX_SYNC_PER_INTERVAL, MessageKind, Node, Stats, Transmit,
+};
 pub use crate::store::{
     Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, FlushOutcome, Limits,
     Persistence, Store,

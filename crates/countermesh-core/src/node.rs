@@ -90,7 +90,18 @@ pub enum HandleError {
     /// foca refused the SWIM packet (for example, one addressed to an older identity).
     #[error("SWIM: {0}")]
     Swim(foca::Error),
+    /// The sender already had [`MAX_SYNC_PER_INTERVAL`] digest parts answered in this
+    /// gossip interval; answering costs a scan of the store, so it is bounded per peer.
+    #[error(
+        "sync request from {0} refused: more than {MAX_SYNC_PER_INTERVAL} in one gossip interval"
+    )]
+    RateLimited(SocketAddr),
 }
+
+/// How many digest parts (sync requests) the node answers per sender per gossip
+/// interval. A legitimate peer sends at most one digest per round (split into at most
+/// about 17 parts at 65,536 actors and 64 KiB messages) plus one pull-back.
+pub const MAX_SYNC_PER_INTERVAL: u32 = 48;
 
 /// Traffic counters, per message kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -187,6 +198,9 @@ pub struct Node {
     /// Per peer address, the highest version of this node's actor the peer reported
     /// holding in a digest: how far behind that peer is on this node's counts.
     acknowledged: HashMap<SocketAddr, u64>,
+    /// Per member, `(window start, sync requests answered in it)`; all non-members share
+    /// the `None` entry, so the map is as small as the membership.
+    sync_answered: HashMap<Option<SocketAddr>, (Instant, u32)>,
     stats: Stats,
 }
 
@@ -239,6 +253,7 @@ impl Node {
             events: VecDeque::new(),
             pushed_version: 0,
             acknowledged: HashMap::new(),
+            sync_answered: HashMap::new(),
             stats: Stats::default(),
         })
     }
@@ -376,8 +391,19 @@ impl Node {
             }
             Message::Sync(request) => {
                 let me = self.store.actor_id();
-                // Only members are tracked, so the map stays as small as the membership.
+                // Only members are tracked, so the maps stay as small as the membership.
                 let is_member = self.members.iter().any(|m| m.addr() == from);
+                let key = is_member.then_some(from);
+                let interval = self.config.gossip_interval;
+                let window = self.sync_answered.entry(key).or_insert((now, 0));
+                if now.saturating_duration_since(window.0) >= interval {
+                    *window = (now, 0);
+                }
+                if window.1 >= MAX_SYNC_PER_INTERVAL {
+                    self.stats.messages_dropped += 1;
+                    return Err(HandleError::RateLimited(from));
+                }
+                window.1 += 1;
                 if let (true, Ok(i)) = (
                     is_member,
                     request.versions.binary_search_by_key(&me, |&(a, _)| a),
@@ -578,6 +604,7 @@ impl Node {
             OwnedNotification::MemberDown(id) => {
                 self.members.retain(|m| *m != id);
                 self.acknowledged.remove(&id.addr());
+                self.sync_answered.remove(&Some(id.addr()));
                 self.events.push_back(Event::MemberDown(id));
             }
             OwnedNotification::Rename(old, new) => {
