@@ -141,7 +141,8 @@ impl StrictClient {
     }
 
     /// Deletes, now, every receipt whose operation's result is known. Receipts are
-    /// otherwise deleted on the side of later writes or by the background flush; this is
+    /// otherwise deleted by the background flush (or on the side of later writes, with
+    /// `piggyback_deletes`); this is
     /// for a clean shutdown. Returns how many remain queued (those ZooKeeper refused).
     pub async fn flush_receipts(&self) -> Result<usize, StrictError> {
         let handle = self

@@ -32,7 +32,10 @@ pub struct StrictOptions {
     /// arrives. Zero (the default) never waits: a batch is whatever queued up while the
     /// previous write was in flight, so an idle counter adds no latency.
     pub batch_window: Duration,
-    /// How many finished receipts one write deletes on the side. Default 16.
+    /// How many finished receipts one write deletes on the side. Default 0: finished
+    /// receipts are deleted by the background task every `receipt_flush_interval`, up to
+    /// 256 in one `multi`. Carrying deletes inside each write makes every write a bigger
+    /// transaction on the caller's critical path (see BENCHMARKS.md, strict section).
     pub piggyback_deletes: usize,
     /// How often the background task deletes finished receipts that no write carried
     /// away. Default 500 ms.
@@ -55,7 +58,7 @@ impl Default for StrictOptions {
             reconnect_on_expiry: true,
             max_batch: 1024,
             batch_window: Duration::ZERO,
-            piggyback_deletes: 16,
+            piggyback_deletes: 0,
             receipt_flush_interval: Duration::from_millis(500),
             receipt_max_age: Duration::from_secs(600),
             sweep_interval: Some(Duration::from_secs(300)),
@@ -110,6 +113,13 @@ impl StrictOptions {
     #[must_use]
     pub fn with_receipt_max_age(mut self, age: Duration) -> Self {
         self.receipt_max_age = age;
+        self
+    }
+
+    /// Sets [`StrictOptions::piggyback_deletes`].
+    #[must_use]
+    pub fn with_piggyback_deletes(mut self, deletes: usize) -> Self {
+        self.piggyback_deletes = deletes;
         self
     }
 

@@ -107,9 +107,32 @@ impl PendingDeletes {
     }
 }
 
-/// Deletes `op_ids` with pipelined requests; returns those that could not be deleted
-/// for a reason other than already being gone.
+/// Receipts deleted by one `multi` in [`delete_all`]. Paths are ~50 bytes, so a chunk is
+/// far below ZooKeeper's 1 MiB request limit.
+const DELETES_PER_MULTI: usize = 256;
+
+/// Deletes `op_ids`, a chunk per `multi`: one transaction (one log record) deletes up to
+/// [`DELETES_PER_MULTI`] receipts, which costs the server far less than a transaction
+/// each. A `multi` is all-or-nothing, so a chunk that fails (typically because a receipt
+/// is already gone) is retried one delete at a time. Returns the receipts that could
+/// not be deleted for a reason other than already being gone.
 pub(crate) async fn delete_all(client: &zk::Client, op_ids: Vec<String>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for chunk in op_ids.chunks(DELETES_PER_MULTI) {
+        let mut writer = client.new_multi_writer();
+        let built = chunk
+            .iter()
+            .try_for_each(|id| writer.add_delete(&receipt_path(id), None));
+        if built.is_ok() && writer.commit().await.is_ok() {
+            continue;
+        }
+        failed.extend(delete_each(client, chunk.to_vec()).await);
+    }
+    failed
+}
+
+/// Deletes `op_ids` with pipelined single requests.
+async fn delete_each(client: &zk::Client, op_ids: Vec<String>) -> Vec<String> {
     let pending: Vec<_> = op_ids
         .into_iter()
         .map(|id| {

@@ -219,13 +219,36 @@ async fn receipts_are_deleted_and_orphans_swept() -> anyhow::Result<()> {
         .with_op_timeout(Duration::from_secs(1))
         .with_receipt_max_age(Duration::from_millis(2500))
         .with_sweep_interval(None);
-    let client = StrictClient::connect(&format!("{}/r", zk.connect_string()), opts).await?;
     let raw = raw(&format!("{}/r", zk.connect_string())).await?;
+
+    // By default the background task deletes finished receipts in batches: after two
+    // flush intervals none is left.
+    let background =
+        StrictClient::connect(&format!("{}/r", zk.connect_string()), opts.clone()).await?;
+    let b = background.counter("b").await?;
+    for _ in 0..200 {
+        b.add(1).await?;
+    }
+    tokio::time::sleep(opts.receipt_flush_interval * 3).await;
+    let lingering = raw.list_children("/receipts").await?.len();
+    assert_eq!(
+        lingering, 0,
+        "{lingering} receipts linger after the background flush"
+    );
+    drop(b);
+    drop(background);
+
+    // With piggybacking, each write deletes earlier receipts on the side, so they never
+    // pile up even between flushes.
+    let client = StrictClient::connect(
+        &format!("{}/r", zk.connect_string()),
+        opts.with_piggyback_deletes(16),
+    )
+    .await?;
     let c = client.counter("c").await?;
     for _ in 0..200 {
         c.add(1).await?;
     }
-    // Each write deletes earlier receipts on the side, so they never pile up.
     let lingering = raw.list_children("/receipts").await?.len();
     assert!(
         lingering <= 20,
