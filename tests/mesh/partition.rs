@@ -120,6 +120,22 @@ async fn late_joiner_catches_up_with_thousands_of_counters() -> Result<()> {
     let took = cluster.wait_converged(&expected).await?;
     println!("late joiner: 5000 counters caught up in {took:?}");
     assert_eq!(cluster.node(slot).counters("").len(), 5_000);
+    // A page copies only what it returns, sorted by name, and says whether more matched.
+    let (page, truncated) = cluster.node(slot).counters_page("tenant-0000", 4);
+    let names: Vec<&str> = page.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "tenant-00000.requests",
+            "tenant-00001.requests",
+            "tenant-00002.requests",
+            "tenant-00003.requests"
+        ]
+    );
+    assert!(truncated, "10 names match the prefix");
+    assert_eq!(page[3].value, 4);
+    let (all, truncated) = cluster.node(slot).counters_page("tenant-0000", 10);
+    assert_eq!((all.len(), truncated), (10, false));
     let received: u64 = cluster
         .node(slot)
         .metrics()

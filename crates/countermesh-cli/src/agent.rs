@@ -1,10 +1,12 @@
 //! `countermesh agent`: one mesh node plus the HTTP API.
 //!
 //! Start-up order: validate the configuration (nothing is bound before it is known to
-//! be good), start the mesh, bind HTTP, then announce both addresses. Strict mode
-//! connects in the background. SIGINT or SIGTERM stops HTTP gracefully, then shuts the
-//! mesh down (flush, leave, close) and exits 0.
+//! be good), bind HTTP (so a port conflict fails before the node joins anyone), start
+//! the mesh, then announce both addresses. Strict mode connects in the background.
+//! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
+//! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use crate::agent_state::AgentState;
 use crate::agent_strict::StrictState;
 use crate::config::{AgentArgs, AgentConfig, TlsSource};
 
+/// How long in-flight HTTP requests may take to finish after a stop signal.
+const HTTP_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(&config.log);
@@ -26,15 +31,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?,
         TlsSource::Insecure => TlsConfig::dangerously_insecure_no_peer_verification(),
     };
-    let mesh = start_mesh(&config, tls).await?;
-    let quic = mesh.local_addr();
-
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("--http: cannot listen on {}", config.http))?;
     let http = listener
         .local_addr()
         .context("reading the HTTP listener's address")?;
+    let mesh = start_mesh(&config, tls).await?;
+    let quic = mesh.local_addr();
 
     let strict = StrictState::new(config.zookeeper.clone());
     let connector = strict.connect_in_background(config.strict_timeout);
@@ -52,9 +56,30 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "agent ready"
     );
 
-    let served = axum::serve(listener, crate::api::router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopping = Arc::clone(&stop);
+    let mut server = tokio::spawn(
+        axum::serve(listener, crate::api::router(Arc::clone(&state)))
+            .with_graceful_shutdown(async move { stopping.notified().await })
+            .into_future(),
+    );
+    let served = tokio::select! {
+        // The server only ends by itself on an error.
+        served = &mut server => served,
+        () = shutdown_signal() => {
+            stop.notify_one();
+            match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut server).await {
+                Ok(served) => served,
+                Err(_) => {
+                    warn!("HTTP requests still running after {HTTP_DRAIN_TIMEOUT:?}; closing them");
+                    server.abort();
+                    let _ = (&mut server).await;
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+    let served = served.context("the HTTP server task failed")?;
     info!("HTTP stopped; shutting the mesh down");
     sampler.abort();
     if let Some(connector) = connector {
@@ -62,6 +87,13 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let _ = sampler.await;
 
+    // Connections release their handle on the state just after the server stops.
+    for _ in 0..100 {
+        if Arc::strong_count(&state) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     match Arc::try_unwrap(state) {
         Ok(state) => state
             .mesh

@@ -25,6 +25,8 @@ pub(crate) struct AgentState {
     pub(crate) stats: AgentStats,
     pub(crate) token: Option<String>,
     pub(crate) started: Instant,
+    /// Bounds how many batch bodies are parsed at once (see `api::batch`).
+    pub(crate) batch_slots: tokio::sync::Semaphore,
 }
 
 impl AgentState {
@@ -36,6 +38,7 @@ impl AgentState {
             stats: AgentStats::default(),
             token,
             started: Instant::now(),
+            batch_slots: tokio::sync::Semaphore::new(crate::api::MAX_CONCURRENT_BATCHES),
         }
     }
 

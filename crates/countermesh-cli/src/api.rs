@@ -17,6 +17,12 @@
 //!
 //! Strict counters are created at 0 by their first use through any route, `GET`
 //! included, so reading a strict counter never answers 404.
+//!
+//! Every POST must say `Content-Type: application/json` (415 otherwise), even without a
+//! body: a browser cannot send that type cross-site without a CORS preflight, which the
+//! agent never grants, so a web page cannot change counters through a local agent.
+//! Single operations take bodies up to [`MAX_SMALL_BODY_BYTES`]; batches up to
+//! [`MAX_BODY_BYTES`], at most [`MAX_CONCURRENT_BATCHES`] parsed at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +45,10 @@ use crate::api_error::ApiError;
 
 /// The largest request body accepted (a batch of ~100,000 short adds fits).
 pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The largest body of a single-operation route.
+pub(crate) const MAX_SMALL_BODY_BYTES: usize = 64 * 1024;
+/// Batches parsed at the same time; parsing holds memory proportional to the body.
+pub(crate) const MAX_CONCURRENT_BATCHES: usize = 2;
 /// The most entries one batch may carry.
 pub(crate) const MAX_BATCH_ENTRIES: usize = 100_000;
 /// How many counters a listing returns unless `limit` says otherwise.
@@ -56,19 +66,49 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
         .route("/v1/counters", get(list))
         .route("/v1/counters:batch", post(batch))
         .route("/v1/counters/{name}", get(read))
-        .route("/v1/counters/{name}/add", post(add))
+        .route("/v1/counters/{name}/add", post(add).layer(small_body()))
         .route("/v1/members", get(members))
         .route("/v1/strict/{name}", get(strict_get).delete(strict_delete))
-        .route("/v1/strict/{name}/add", post(strict_add))
-        .route("/v1/strict/{name}/cas", post(strict_cas))
-        .route("/v1/strict/{name}/set", post(strict_set))
+        .route(
+            "/v1/strict/{name}/add",
+            post(strict_add).layer(small_body()),
+        )
+        .route(
+            "/v1/strict/{name}/cas",
+            post(strict_cas).layer(small_body()),
+        )
+        .route(
+            "/v1/strict/{name}/set",
+            post(strict_set).layer(small_body()),
+        )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(require_json))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(state.clone(), account))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+fn small_body() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_SMALL_BODY_BYTES)
+}
+
+/// Refuses a POST that does not declare a JSON body (see the module docs: CSRF).
+async fn require_json(request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return ApiError::unsupported_media_type().into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn unknown_route() -> ApiError {
@@ -168,7 +208,8 @@ fn json_object(
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(format!(
-                "the request body exceeds {MAX_BODY_BYTES} bytes; split the batch"
+                "the request body is too large: single operations take at most \
+                 {MAX_SMALL_BODY_BYTES} bytes, batches at most {MAX_BODY_BYTES} (split it)"
             ))
         } else {
             ApiError::invalid_body(format!("cannot read the request body: {rejection}"))
@@ -289,6 +330,13 @@ async fn batch(
     State(state): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchReply>, ApiError> {
+    // Parsing holds memory proportional to the body, so only a few batches parse at
+    // once; the rest wait their turn.
+    let _permit = state
+        .batch_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the agent is stopping"))?;
     let object = json_object(body, false)?;
     let adds = match object.get("adds") {
         Some(Value::Array(adds)) => adds,
@@ -378,11 +426,9 @@ async fn list(
         })?,
     };
     state.stats.count_read();
-    let all = state.mesh.counters(prefix);
-    let truncated = all.len() > limit;
-    let counters = all
+    let (page, truncated) = state.mesh.counters_page(prefix, limit);
+    let counters = page
         .into_iter()
-        .take(limit)
         .map(|c| ListEntry {
             name: c.name.to_string(),
             value: c.value,

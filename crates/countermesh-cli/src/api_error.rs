@@ -75,6 +75,15 @@ impl ApiError {
         }
     }
 
+    pub(crate) fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send request bodies as `Content-Type: application/json` (required on every \
+             POST, also without a body, so a web page cannot post to the agent cross-site)",
+        )
+    }
+
     pub(crate) fn payload_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }

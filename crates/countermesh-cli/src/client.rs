@@ -149,6 +149,13 @@ impl Connection {
         let text = response.text().await.unwrap_or_default();
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
+            if !value.is_object() {
+                return Err(Failure::new(
+                    1,
+                    format!("unexpected answer from {base} ({status}): {value}"),
+                )
+                .into());
+            }
             return Ok(value);
         }
         let message = value
@@ -171,6 +178,21 @@ impl Connection {
 }
 
 /// Percent-encodes a counter name for use as one path segment.
+///
+/// `.` and `..` cannot be sent as a segment at all (URL parsers remove dot segments,
+/// encoded or not), so they are refused here; every other valid name round-trips.
+fn name_segment(name: &str) -> Result<String> {
+    if name == "." || name == ".." {
+        return Err(Failure::new(
+            2,
+            format!("the counter name {name:?} cannot be used over HTTP; choose another name"),
+        )
+        .into());
+    }
+    Ok(segment(name))
+}
+
+/// Percent-encodes `text` for use inside a URL path segment or query value.
 fn segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
@@ -205,7 +227,7 @@ fn field(value: &Value, key: &str) -> String {
 }
 
 pub(crate) async fn add(args: AddArgs) -> Result<()> {
-    let path = format!("/v1/counters/{}/add", segment(&args.name));
+    let path = format!("/v1/counters/{}/add", name_segment(&args.name)?);
     let answer = args
         .conn
         .call(Method::POST, &path, Some(json!({ "delta": args.delta })))
@@ -222,7 +244,7 @@ pub(crate) async fn add(args: AddArgs) -> Result<()> {
 }
 
 pub(crate) async fn get(args: GetArgs) -> Result<()> {
-    let path = format!("/v1/counters/{}", segment(&args.name));
+    let path = format!("/v1/counters/{}", name_segment(&args.name)?);
     let answer = args.conn.call(Method::GET, &path, None).await?;
     if args.conn.json {
         print_json(&answer);
@@ -268,6 +290,9 @@ pub(crate) async fn list(args: ListArgs) -> Result<()> {
         ));
     }
     out.push_str(&format!("{} counters", counters.len()));
+    if answer.get("truncated").and_then(Value::as_bool) == Some(true) {
+        out.push_str(" (more match: narrow --prefix or use --json with the API's `limit`)");
+    }
     print_text(&out);
     Ok(())
 }
@@ -307,7 +332,7 @@ pub(crate) async fn members(args: MembersArgs) -> Result<()> {
 pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
     let (conn, answer, text) = match command {
         StrictCommand::Add { name, delta, conn } => {
-            let path = format!("/v1/strict/{}/add", segment(&name));
+            let path = format!("/v1/strict/{}/add", name_segment(&name)?);
             let answer = conn
                 .call(Method::POST, &path, Some(json!({ "delta": delta })))
                 .await?;
@@ -323,7 +348,7 @@ pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
             conn,
         } => {
             let query = if sequential { "?sequential=true" } else { "" };
-            let path = format!("/v1/strict/{}{query}", segment(&name));
+            let path = format!("/v1/strict/{}{query}", name_segment(&name)?);
             let answer = conn.call(Method::GET, &path, None).await?;
             let kind = if sequential {
                 "sequential read"
@@ -339,7 +364,7 @@ pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
             new,
             conn,
         } => {
-            let path = format!("/v1/strict/{}/cas", segment(&name));
+            let path = format!("/v1/strict/{}/cas", name_segment(&name)?);
             let answer = conn
                 .call(
                     Method::POST,
@@ -351,7 +376,7 @@ pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
             (conn, answer, text)
         }
         StrictCommand::Set { name, value, conn } => {
-            let path = format!("/v1/strict/{}/set", segment(&name));
+            let path = format!("/v1/strict/{}/set", name_segment(&name)?);
             let answer = conn
                 .call(Method::POST, &path, Some(json!({ "value": value })))
                 .await?;
@@ -359,7 +384,7 @@ pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
             (conn, answer, text)
         }
         StrictCommand::Delete { name, conn } => {
-            let path = format!("/v1/strict/{}", segment(&name));
+            let path = format!("/v1/strict/{}", name_segment(&name)?);
             let answer = conn.call(Method::DELETE, &path, None).await?;
             let text = format!("{name} deleted");
             (conn, answer, text)
@@ -382,5 +407,8 @@ mod tests {
         assert_eq!(segment("page_views"), "page_views");
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
         assert_eq!(segment("é"), "%C3%A9");
+        assert!(super::name_segment("..").is_err());
+        assert!(super::name_segment(".").is_err());
+        assert_eq!(super::name_segment("a.b").unwrap(), "a.b");
     }
 }

@@ -267,8 +267,9 @@ impl AgentArgs {
             .or(file.zookeeper)
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
-        let token = self.token.or(file.token);
-        if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        // Clients' tokens are compared after trimming, so the configured one is too.
+        let token = self.token.or(file.token).map(|t| t.trim().to_owned());
+        if token.as_ref().is_some_and(String::is_empty) {
             bail!("--token: the token is empty; leave the option out to run without one");
         }
         let log = pick(self.log, file.log, DEFAULT_LOG);

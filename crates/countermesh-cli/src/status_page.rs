@@ -67,17 +67,17 @@ struct StrictStatus {
 
 fn snapshot(state: &AgentState) -> StatusReply {
     let metrics = state.mesh.metrics();
-    let all = state.mesh.counters("");
-    let counter_count = all.len();
+    // Only the rows shown are copied; the count comes from the metrics snapshot.
+    let (shown, _) = state.mesh.counters_page("", COUNTERS_SHOWN);
+    let counter_count = metrics.counters;
     StatusReply {
         me: self_reply(state),
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
         members: member_replies(state),
         counter_count,
-        counters: all
+        counters: shown
             .into_iter()
-            .take(COUNTERS_SHOWN)
             .map(|c| CounterRow {
                 name: c.name.to_string(),
                 value: c.value,

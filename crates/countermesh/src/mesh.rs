@@ -116,6 +116,46 @@ impl Mesh {
         out
     }
 
+    /// The first `limit` counters (by name) whose name starts with `prefix`, and whether
+    /// more matched. Unlike [`Mesh::counters`] it copies only what it returns, so a
+    /// status page or listing stays cheap on a node with a million counters.
+    pub fn counters_page(&self, prefix: &str, limit: usize) -> (Vec<CounterValue>, bool) {
+        use std::collections::BinaryHeap;
+        let locked = self.inner().shared.lock();
+        let store = locked.node.store();
+        // A max-heap of the `limit` smallest names seen so far.
+        let mut heap: BinaryHeap<(&str, i128)> = BinaryHeap::with_capacity(limit.min(4096) + 1);
+        let mut matched = 0usize;
+        for (name, value) in store.values() {
+            if !name.as_str().starts_with(prefix) {
+                continue;
+            }
+            matched += 1;
+            if limit == 0 {
+                continue;
+            }
+            if heap.len() < limit {
+                heap.push((name.as_str(), value));
+            } else if heap.peek().is_some_and(|(top, _)| name.as_str() < *top) {
+                heap.pop();
+                heap.push((name.as_str(), value));
+            }
+        }
+        let page: Vec<CounterValue> = heap
+            .into_sorted_vec()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some(CounterValue {
+                    name: CounterName::new(name).ok()?,
+                    value,
+                    contributors: store.contributors(name).unwrap_or(0),
+                })
+            })
+            .collect();
+        let truncated = matched > page.len();
+        (page, truncated)
+    }
+
     /// Makes every add made before this call durable in the data directory (and
     /// therefore eligible for gossip). Without a data directory this folds pending adds
     /// into the gossiped state and returns: nothing is durable then.

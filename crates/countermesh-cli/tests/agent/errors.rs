@@ -25,6 +25,30 @@ async fn eventual_routes_answer_json_errors_with_the_right_status() -> anyhow::R
         .await?
         .expect_error(400, "invalid_body");
 
+    // 415: a POST that does not declare JSON (what a cross-site form or `fetch` with
+    // `mode: "no-cors"` would send) changes nothing, with or without a body.
+    for (content_type, body) in [
+        (None, ""),
+        (Some("text/plain"), "{\"delta\": 5}"),
+        (Some("application/x-www-form-urlencoded"), "delta=5"),
+    ] {
+        let mut request = http().post(format!("{base}/v1/counters/csrf/add"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.body(body).send().await?;
+        assert_eq!(response.status().as_u16(), 415, "{content_type:?}");
+    }
+    get(&format!("{base}/v1/counters/csrf"))
+        .await?
+        .expect_error(404, "not_found");
+
+    // 413 on a single-operation route well below the batch limit.
+    let padded = format!("{{\"delta\": 1, \"pad\": \"{}\"}}", "x".repeat(100 * 1024));
+    post_raw(&format!("{base}/v1/counters/a/add"), padded)
+        .await?
+        .expect_error(413, "payload_too_large");
+
     // 400 invalid_value: a delta that is not an i64.
     for delta in [
         json!(1.5),
