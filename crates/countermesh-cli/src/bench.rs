@@ -48,6 +48,24 @@ fn progress(duration: Duration) -> ProgressBar {
     bar
 }
 
+/// Shows a progress bar with the add rate while the load runs for `duration`, then
+/// tells the drivers to stop. Returns the seconds the load ran.
+async fn drive_for(duration: Duration, adds: &AtomicU64, stop: &AtomicBool) -> f64 {
+    let bar = progress(duration);
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bar.set_position(start.elapsed().as_millis() as u64);
+        bar.set_message(format!(
+            "{:.0} adds/s",
+            adds.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+        ));
+    }
+    stop.store(true, Ordering::Relaxed);
+    bar.finish_and_clear();
+    start.elapsed().as_secs_f64()
+}
+
 #[allow(clippy::print_stdout)]
 fn say(line: &str) {
     println!("{line}");
@@ -131,19 +149,7 @@ async fn in_process(args: &BenchArgs) -> Result<()> {
             sums
         }));
     }
-    let bar = progress(args.duration);
-    let load_start = Instant::now();
-    while load_start.elapsed() < args.duration {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        bar.set_position(load_start.elapsed().as_millis() as u64);
-        bar.set_message(format!(
-            "{:.1} M adds/s",
-            adds.load(Ordering::Relaxed) as f64 / load_start.elapsed().as_secs_f64() / 1e6
-        ));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let load_secs = load_start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let load_secs = drive_for(args.duration, &adds, &stop).await;
     let mut expected = vec![0i128; args.counters];
     for driver in drivers {
         for (sum, add) in expected.iter_mut().zip(driver.await?) {
@@ -252,19 +258,7 @@ async fn against_agents(args: &BenchArgs) -> Result<()> {
             Ok::<_, anyhow::Error>((sums, latencies))
         }));
     }
-    let bar = progress(args.duration);
-    let load_start = Instant::now();
-    while load_start.elapsed() < args.duration {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        bar.set_position(load_start.elapsed().as_millis() as u64);
-        bar.set_message(format!(
-            "{:.0} adds/s",
-            adds.load(Ordering::Relaxed) as f64 / load_start.elapsed().as_secs_f64()
-        ));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let load_secs = load_start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
+    let load_secs = drive_for(args.duration, &adds, &stop).await;
     let mut expected = before;
     let mut latencies = Vec::new();
     for worker in workers {

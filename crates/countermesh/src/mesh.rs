@@ -73,7 +73,9 @@ impl Mesh {
 
     fn inner(&self) -> &Inner {
         // `inner` is only taken by the consuming `shutdown`/`kill` and by `Drop`.
-        self.inner.as_ref().expect("mesh used after shutdown")
+        self.inner
+            .as_ref()
+            .expect("present until shutdown, kill or drop consumes the mesh")
     }
 
     /// A handle to the counter `name`, created (at 0) if this node has not seen it.
@@ -295,7 +297,7 @@ impl Mesh {
         // Let the queues drain and the peers acknowledge the last deltas (bounded), so
         // the leave announcement and this node's final adds reach the cluster.
         inner.shared.transport.drain().await;
-        stop(inner, true).await;
+        stop(inner).await;
         info!("mesh shut down");
         flushed
     }
@@ -306,12 +308,12 @@ impl Mesh {
     /// the data directory is closed, so a new mesh may open it right after.
     pub async fn kill(mut self) {
         if let Some(inner) = self.inner.take() {
-            stop(inner, false).await;
+            stop(inner).await;
         }
     }
 }
 
-async fn stop(inner: Inner, _graceful: bool) {
+async fn stop(inner: Inner) {
     let Inner {
         shared,
         committer,

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{CONVERGE_TIMEOUT, Pki, cluster, eventually, get, post};
+use crate::support::{CONVERGE_TIMEOUT, Pki, cluster, eventually, get, post, wait_alive_members};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adds_through_one_agent_converge_at_every_agent() -> anyhow::Result<()> {
@@ -12,18 +12,7 @@ async fn adds_through_one_agent_converge_at_every_agent() -> anyhow::Result<()> 
 
     // Every agent sees the other two as alive members.
     for agent in &agents {
-        eventually("all members alive", CONVERGE_TIMEOUT, || async {
-            let members = get(&format!("{}/v1/members", agent.url)).await?;
-            let alive = members.body["members"]
-                .as_array()
-                .map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
-            Ok(if alive == 2 {
-                Ok(())
-            } else {
-                Err(members.body.to_string())
-            })
-        })
-        .await?;
+        wait_alive_members(&agent.url, 2).await?;
     }
 
     // Single adds at the first agent, with and without a delta, negative ones too.

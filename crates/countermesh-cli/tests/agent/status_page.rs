@@ -3,11 +3,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{CONVERGE_TIMEOUT, Pki, cluster, eventually, get, post};
+use crate::support::{Pki, cluster, post, wait_alive_members, wait_with_deadline};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -17,7 +17,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// `kill` that took down every process on the machine here.)
 fn chromium(profile: &Path, extra: &[String], url: &str) -> anyhow::Result<String> {
     let out_path = profile.join("stdout");
-    let mut child = Command::new(CHROMIUM)
+    let child = Command::new(CHROMIUM)
         .args([
             "--headless",
             "--no-sandbox",
@@ -40,18 +40,7 @@ fn chromium(profile: &Path, extra: &[String], url: &str) -> anyhow::Result<Strin
         .stdout(Stdio::from(std::fs::File::create(&out_path)?))
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("chromium did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_with_deadline(child, Duration::from_secs(60), "chromium")?;
     anyhow::ensure!(status.success(), "chromium exited with {status}");
     Ok(std::fs::read_to_string(out_path)?)
 }
@@ -80,18 +69,7 @@ async fn the_status_page_renders_members_in_headless_chromium() -> anyhow::Resul
     )
     .await?
     .expect_ok();
-    eventually("members alive", CONVERGE_TIMEOUT, || async {
-        let members = get(&format!("{base}/v1/members")).await?;
-        let alive = members.body["members"]
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
-        Ok(if alive == 2 {
-            Ok(())
-        } else {
-            Err(members.body.to_string())
-        })
-    })
-    .await?;
+    wait_alive_members(&base, 2).await?;
 
     let work = tempfile::tempdir()?;
     let url = format!("{base}/");

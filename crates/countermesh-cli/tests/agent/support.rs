@@ -322,18 +322,44 @@ pub(crate) fn run_to_exit(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&err_path)?));
-    let mut child = command.spawn()?;
+    let child = command.spawn()?;
+    let status = wait_with_deadline(child, timeout, "the process")?;
+    Ok((status, std::fs::read_to_string(err_path)?))
+}
+
+/// Waits for `child` to exit, killing (and reaping) it if it takes longer than
+/// `timeout`.
+pub(crate) fn wait_with_deadline(
+    mut child: Child,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait()? {
-            break status;
+            return Ok(status);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the process did not exit within {timeout:?}");
+            bail!("{what} did not exit within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    Ok((status, std::fs::read_to_string(err_path)?))
+    }
+}
+
+/// Waits until the agent at `url` sees `peers` other members alive.
+pub(crate) async fn wait_alive_members(url: &str, peers: usize) -> anyhow::Result<()> {
+    eventually("members alive", CONVERGE_TIMEOUT, || async {
+        let members = get(&format!("{url}/v1/members")).await?;
+        let alive = members.body["members"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|m| m["state"] == "alive").count());
+        Ok(if alive == peers {
+            Ok(())
+        } else {
+            Err(members.body.to_string())
+        })
+    })
+    .await
 }
