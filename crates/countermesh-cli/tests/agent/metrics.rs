@@ -167,6 +167,24 @@ async fn metrics_expose_the_expected_families_in_valid_text_format() -> anyhow::
     })
     .await?;
 
+    // A peer's lag is known once that peer has sent this node a digest (its own
+    // anti-entropy schedule, about one gossip interval), which can trail convergence.
+    let lag_series = format!("countermesh_peer_lag_versions{{peer=\"{peer}\"}}");
+    eventually("the peer's lag is reported", CONVERGE_TIMEOUT, || async {
+        let text = http()
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(if text.contains(&lag_series) {
+            Ok(())
+        } else {
+            Err("no lag series yet".to_owned())
+        })
+    })
+    .await?;
+
     let response = http().get(format!("{base}/metrics")).send().await?;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str()?.to_owned();
