@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 
 use countermesh_core::{
-    ActorId, DecodeError, Delta, DeltaEntry, DeltaError, MAX_MESSAGE_BYTES, Message,
-    PROTOCOL_VERSION, Run, Scope, SyncRequest, SyncRequestError,
+    ActorId, ActorRange, DecodeError, Delta, DeltaEntry, DeltaError, MAX_MESSAGE_BYTES, Message,
+    PROTOCOL_VERSION, Part, Run, SyncRequest, SyncRequestError,
 };
 use proptest::prelude::*;
 
@@ -36,12 +36,21 @@ fn sample_delta() -> Vec<u8> {
 
 fn sample_sync() -> Vec<u8> {
     Message::Sync(SyncRequest {
-        scope: Scope::Range {
-            first: ActorId::from_u64(0),
-            last: ActorId::from_u64(u64::MAX),
-        },
-        versions: vec![(ActorId::from_u64(5), 7), (ActorId::from_u64(9), 300)],
-        pull_back: true,
+        budget: 1200,
+        parts: vec![
+            Part::Summary {
+                range: ActorRange::new(1, 3).unwrap(),
+                count: 17,
+                hash: 0xdead_beef_0bad_cafe,
+            },
+            Part::Pairs {
+                range: ActorRange::ALL,
+                versions: vec![(ActorId::from_u64(5), 7), (ActorId::from_u64(9), 300)],
+            },
+            Part::Want {
+                versions: vec![(ActorId::from_u64(5), 1)],
+            },
+        ],
     })
     .encode()
     .unwrap()
@@ -62,7 +71,7 @@ fn valid_messages_round_trip() {
         panic!("not a sync request");
     };
     assert_eq!(sync.encoded_len(), bytes.len());
-    assert_eq!(sync.versions.len(), 2);
+    assert_eq!(sync.parts.len(), 3);
 
     let swim = Message::Swim(Cow::Borrowed(b"opaque")).encode().unwrap();
     assert_eq!(
@@ -206,25 +215,65 @@ fn semantic_violations_are_typed() {
         Message::decode(&twice, 1200),
         Err(DecodeError::InvalidDelta(DeltaError::DuplicateActor { .. }))
     ));
-    // A sync request with unsorted actors.
-    let mut unsorted = vec![b'C', b'M', PROTOCOL_VERSION, 2, 1, 2];
+    // Sync requests: envelope, budget 1200 (varint 251 + u16), one part.
+    let sync = |part: &[u8]| {
+        let mut bytes = vec![b'C', b'M', PROTOCOL_VERSION, 2, 251, 0xB0, 0x04, 1];
+        bytes.extend_from_slice(part);
+        bytes
+    };
+    // A want list (tag 2) with unsorted actors.
+    let mut unsorted = vec![2, 2];
     unsorted.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1]);
     unsorted.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 5, 1]);
-    unsorted.push(0);
     assert_eq!(
-        Message::decode(&unsorted, 1200),
+        Message::decode(&sync(&unsorted), 1200),
         Err(DecodeError::InvalidSync(SyncRequestError::Unsorted))
     );
-    // A bool that is neither 0 nor 1, and an enum tag out of range.
-    let mut bad_bool = vec![b'C', b'M', PROTOCOL_VERSION, 2, 1, 0, 7];
+    // A summary (tag 0) of a range at level 17 (deeper than actor ids go).
+    let mut deep = vec![0, 17, 0, 1];
+    deep.extend_from_slice(&[0; 8]);
     assert!(matches!(
-        Message::decode(&bad_bool, 1200),
+        Message::decode(&sync(&deep), 1200),
+        Err(DecodeError::InvalidSync(SyncRequestError::Range(_)))
+    ));
+    // Pairs (tag 1) for range level 1 prefix 0 listing an actor outside it.
+    let mut outside = vec![1, 1, 0, 1];
+    outside.extend_from_slice(&[0xF0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert!(matches!(
+        Message::decode(&sync(&outside), 1200),
+        Err(DecodeError::InvalidSync(SyncRequestError::OutOfRange(_)))
+    ));
+    // A want for a version above the maximum.
+    let mut huge = vec![2, 1, 0, 0, 0, 0, 0, 0, 0, 1, 253];
+    huge.extend_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        Message::decode(&sync(&huge), 1200),
+        Err(DecodeError::InvalidSync(SyncRequestError::VersionTooLarge(
+            _
+        )))
+    ));
+    // A budget below the minimum message budget.
+    let tiny = [b'C', b'M', PROTOCOL_VERSION, 2, 100, 0];
+    assert!(matches!(
+        Message::decode(&tiny, 1200),
+        Err(DecodeError::InvalidSync(SyncRequestError::BudgetTooSmall(
+            100
+        )))
+    ));
+    // An enum tag out of range.
+    assert!(matches!(
+        Message::decode(&sync(&[9]), 1200),
         Err(DecodeError::Malformed { .. })
     ));
-    bad_bool[4] = 9;
+    // A delta version above the maximum.
+    let mut big = vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 253];
+    big.extend_from_slice(&u64::MAX.to_le_bytes());
+    big.push(0);
     assert!(matches!(
-        Message::decode(&bad_bool, 1200),
-        Err(DecodeError::Malformed { .. })
+        Message::decode(&raw_delta(&big), 1200),
+        Err(DecodeError::InvalidDelta(
+            DeltaError::VersionTooLarge { .. }
+        ))
     ));
 }
 

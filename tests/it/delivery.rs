@@ -30,7 +30,10 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Messages as they would travel: encoded bytes.
 fn emit(store: &Store, digest: &Digest, budget: usize, out: &mut Vec<Vec<u8>>) {
-    for delta in store.delta_for(digest, budget).unwrap() {
+    for delta in store.delta_for(
+        digest,
+        countermesh_core::MessageBudget::new(budget).unwrap(),
+    ) {
         let bytes = Message::Delta(delta).encode().unwrap();
         assert!(
             bytes.len() <= budget,

@@ -1,16 +1,20 @@
-//! Store rules: versions, watermarks, persistence gating, limits, overflow, budgets.
+//! Store rules: versions, watermarks, change tracking, restore, limits, overflow, budgets.
 
 use countermesh_core::{
     ActorId, CounterError, Delta, DeltaEntry, Digest, Limits, MIN_MESSAGE_BUDGET, Message,
-    NameError, Persistence, RestoreError, Restored, Run, Store, StoredEntry, ValueOverflow,
+    MessageBudget, NameError, RestoreError, Restored, Run, Store, StoredEntry, ValueOverflow,
 };
 
-fn sync(from: &Store, to: &mut Store, budget: usize) -> usize {
-    let deltas = from.delta_for(&to.digest(), budget).unwrap();
+fn budget(bytes: usize) -> MessageBudget {
+    MessageBudget::new(bytes).unwrap()
+}
+
+fn sync(from: &Store, to: &mut Store, limit: usize) -> usize {
+    let deltas = from.delta_for(&to.digest(), budget(limit));
     let mut bytes = 0;
     for delta in &deltas {
         let encoded = Message::Delta(delta.clone()).encode().unwrap();
-        assert!(encoded.len() <= budget);
+        assert!(encoded.len() <= limit);
         bytes += encoded.len();
         to.apply_delta(delta).unwrap();
     }
@@ -45,8 +49,8 @@ fn a_million_adds_make_the_same_delta_as_one() {
         counter.add(1);
     }
     many.flush();
-    let a = one.delta_for(&Digest::default(), 1200).unwrap();
-    let b = many.delta_for(&Digest::default(), 1200).unwrap();
+    let a = one.delta_for(&Digest::default(), budget(1200));
+    let b = many.delta_for(&Digest::default(), budget(1200));
     assert_eq!(a.len(), 1);
     assert_eq!(b.len(), 1);
     assert_eq!(a[0].entry_count(), 1);
@@ -75,42 +79,27 @@ fn flush_versions_only_changed_counters() {
     assert_eq!(store.value("b"), Some(-2));
 }
 
+/// Change tracking (a data directory) never holds own changes back from gossip: a
+/// flushed change is servable at once, whether or not it has been committed.
 #[test]
-fn own_changes_wait_for_durability_when_required() {
-    let mut store = Store::new(ActorId::from_u64(1), 0).with_persistence(Persistence::Required);
+fn own_changes_are_servable_before_they_are_committed() {
+    let mut store = Store::new(ActorId::from_u64(1), 0).with_change_tracking(true);
     let c = store.counter("c").unwrap();
     c.add(7);
     store.flush();
-    assert_eq!(store.local_version(), 1);
-    assert_eq!(store.stable_version(), 0);
-    assert!(
-        store
-            .delta_for(&Digest::default(), 1200)
-            .unwrap()
-            .is_empty()
-    );
-
-    store.mark_durable(1);
-    let deltas = store.delta_for(&Digest::default(), 1200).unwrap();
+    let deltas = store.delta_for(&Digest::default(), budget(1200));
     assert_eq!(deltas[0].entry_count(), 1);
-
-    // A later change, not yet durable, is held back even though an older durable
-    // version of the same counter exists: the entry now carries version 2.
+    // A later change re-stamps the entry; a peer gets the newest state at once.
     c.add(1);
     store.flush();
     let mut peer = Store::new(ActorId::from_u64(2), 0);
     sync(&store, &mut peer, 1200);
-    assert_eq!(
-        peer.value("c"),
-        None,
-        "version 1 was superseded by non-durable 2"
-    );
-    // And no watermark is claimed over the hidden entry (see the restamp test below).
-    assert_eq!(peer.watermark(ActorId::from_u64(1)), 0);
-    store.mark_durable(99);
-    assert_eq!(store.stable_version(), 2, "clamped to the local version");
-    sync(&store, &mut peer, 1200);
     assert_eq!(peer.value("c"), Some(8));
+    assert_eq!(peer.watermark(ActorId::from_u64(1)), 2);
+    // The committer still gets both changes' final state.
+    let changes = store.take_changes();
+    assert_eq!(changes.entries.len(), 1);
+    assert_eq!(changes.local_version, 2);
 }
 
 fn entry(name: &str, version: u64, p: u64) -> DeltaEntry<'static> {
@@ -170,6 +159,7 @@ fn limits_reject_without_claiming() {
     let limits = Limits {
         max_counters: 2,
         max_actors: 3,
+        ..Limits::default()
     };
     let mut store = Store::new(ActorId::from_u64(1), 0).with_limits(limits);
     let delta = Delta {
@@ -259,9 +249,7 @@ fn deltas_split_under_small_budgets_and_stay_complete() {
     }
     source.flush();
     let mut target = Store::new(ActorId::from_u64(2), 0);
-    let deltas = source
-        .delta_for(&target.digest(), MIN_MESSAGE_BUDGET)
-        .unwrap();
+    let deltas = source.delta_for(&target.digest(), budget(MIN_MESSAGE_BUDGET));
     assert!(deltas.len() > 100);
     for delta in &deltas {
         assert!(delta.encoded_len() <= MIN_MESSAGE_BUDGET);
@@ -292,31 +280,42 @@ fn deltas_split_under_small_budgets_and_stay_complete() {
 
 #[test]
 fn budget_below_minimum_is_an_error() {
-    let store = Store::new(ActorId::from_u64(1), 0);
-    assert!(store.delta_for(&Digest::default(), 100).is_err());
+    assert!(MessageBudget::new(100).is_err());
+    assert!(MessageBudget::new(MIN_MESSAGE_BUDGET).is_ok());
+    assert!(MessageBudget::new(countermesh_core::MAX_MESSAGE_BYTES + 1).is_err());
 }
 
+/// A store never adopts versions of its own actor from a peer: every start counts
+/// under a fresh actor, so a peer can only hold versions this store issued, and a claim
+/// of more is refused (it would otherwise raise the version and over-claim).
 #[test]
-fn a_peer_holding_newer_own_state_is_adopted() {
-    // A node that lost its state (here: a fresh store with the same actor) learns its
-    // own entries back from a peer and continues after the highest version seen.
+fn own_versions_from_a_peer_are_never_adopted() {
     let me = ActorId::from_u64(1);
-    let mut original = Store::new(me, 0);
-    original.counter("c").unwrap().add(10);
-    original.flush();
-    let mut peer = Store::new(ActorId::from_u64(2), 0);
-    sync(&original, &mut peer, 1200);
-
-    let mut restarted = Store::new(me, 0);
-    sync(&peer, &mut restarted, 1200);
-    assert_eq!(restarted.value("c"), Some(10));
-    assert_eq!(restarted.local_version(), 1);
-    let c = restarted.counter("c").unwrap();
-    c.add(1);
-    restarted.flush();
-    assert_eq!(restarted.local_version(), 2, "no version reused");
-    sync(&restarted, &mut peer, 1200);
-    assert_eq!(peer.value("c"), Some(11));
+    let mut store = Store::new(me, 0);
+    store.counter("c").unwrap().add(10);
+    store.flush();
+    let forged = Delta {
+        runs: vec![Run {
+            actor: me,
+            after: 0,
+            upto: 7,
+            entries: vec![entry("c", 7, 99)],
+        }],
+    };
+    let outcome = store.apply_delta(&forged).unwrap();
+    assert_eq!(outcome.own_refused, 1);
+    assert_eq!(store.local_version(), 1, "the version did not move");
+    assert_eq!(store.value("c"), Some(10));
+    // A run at or below what this store issued carries nothing new and is ignored.
+    let echo = Delta {
+        runs: vec![Run {
+            actor: me,
+            after: 0,
+            upto: 1,
+            entries: vec![entry("c", 1, 10)],
+        }],
+    };
+    assert_eq!(store.apply_delta(&echo).unwrap(), Default::default());
 }
 
 /// Replays committed batches the way a data directory would: later values win.
@@ -345,7 +344,7 @@ fn committed_state(actor: ActorId, batches: &[countermesh_core::Changes]) -> Res
 #[test]
 fn take_changes_and_restore_round_trip_the_durable_state() {
     let me = ActorId::from_u64(1);
-    let mut a = Store::new(me, 0).with_persistence(Persistence::Required);
+    let mut a = Store::new(me, 0).with_change_tracking(true);
     let mut b = Store::new(ActorId::from_u64(2), 0);
     let hits = a.counter("hits").unwrap();
     hits.add(5);
@@ -363,7 +362,6 @@ fn take_changes_and_restore_round_trip_the_durable_state() {
         vec![(ActorId::from_u64(2), b.local_version())]
     );
     assert_eq!(first.local_version, 2);
-    a.mark_durable(first.local_version);
     // Nothing changed since: the next batch is empty.
     assert!(a.take_changes().is_empty());
 
@@ -375,30 +373,42 @@ fn take_changes_and_restore_round_trip_the_durable_state() {
     assert_eq!(second.entries[0].name, "hits");
     assert_eq!(second.entries[0].version, 3);
 
+    // The restarted node counts as a new actor; the old one's entries are a peer's.
     let restored = committed_state(me, &[first, second]);
-    let r = Store::restore(&restored, 9, Persistence::Required, Limits::default()).unwrap();
+    let new_actor = ActorId::from_u64(10);
+    let r = Store::restore(&restored, new_actor, 9, Limits::default()).unwrap();
+    assert_eq!(r.actor_id(), new_actor);
     assert_eq!(r.value("hits"), Some(13));
     assert_eq!(r.value("misses"), Some(-2));
     assert_eq!(r.value("b.only"), Some(1));
-    assert_eq!(r.local_version(), 3);
+    assert_eq!(r.local_version(), 0, "a fresh actor starts at version 0");
     assert_eq!(
-        r.stable_version(),
+        r.watermark(me),
         3,
-        "restored state is durable and gossipable"
+        "the old actor, complete up to its commit"
     );
     assert_eq!(r.watermark(ActorId::from_u64(2)), b.local_version());
-    // Restoring hands nothing out as a change, and the version sequence continues.
-    let mut r = r;
+    // Restoring hands nothing out as a change; new adds go to the new actor.
+    let mut r = r.with_change_tracking(true);
     assert!(r.take_changes().is_empty());
     r.counter("hits").unwrap().add(1);
     r.flush();
-    assert_eq!(r.local_version(), 4);
-    assert_eq!(r.take_changes().entries.len(), 1);
+    assert_eq!(r.local_version(), 1);
+    let changes = r.take_changes();
+    assert_eq!(changes.entries.len(), 1);
+    assert_eq!(changes.entries[0].actor, new_actor);
+    assert_eq!(r.value("hits"), Some(14));
+    // The old actor's entries travel like any peer's.
+    let mut fresh = Store::new(ActorId::from_u64(3), 0);
+    sync(&r, &mut fresh, 1200);
+    assert_eq!(fresh.value("hits"), Some(14));
+    assert_eq!(fresh.watermark(me), 3);
 }
 
 #[test]
 fn restore_refuses_inconsistent_state() {
     let me = ActorId::from_u64(1);
+    let fresh = ActorId::from_u64(99);
     let bad_name = Restored {
         actor: me,
         local_version: 1,
@@ -412,7 +422,7 @@ fn restore_refuses_inconsistent_state() {
         watermarks: vec![],
     };
     assert!(matches!(
-        Store::restore(&bad_name, 0, Persistence::Required, Limits::default()),
+        Store::restore(&bad_name, fresh, 0, Limits::default()),
         Err(RestoreError::InvalidName(_))
     ));
     let ahead = Restored {
@@ -428,13 +438,42 @@ fn restore_refuses_inconsistent_state() {
         watermarks: vec![],
     };
     assert!(matches!(
-        Store::restore(&ahead, 0, Persistence::Required, Limits::default()),
+        Store::restore(&ahead, fresh, 0, Limits::default()),
         Err(RestoreError::VersionAhead { version: 5, .. })
+    ));
+    let conflict = Restored {
+        actor: me,
+        local_version: 2,
+        entries: vec![
+            StoredEntry {
+                name: "x".into(),
+                actor: me,
+                version: 2,
+                p: 1,
+                n: 0,
+            },
+            StoredEntry {
+                name: "y".into(),
+                actor: me,
+                version: 2,
+                p: 1,
+                n: 0,
+            },
+        ],
+        watermarks: vec![],
+    };
+    assert!(matches!(
+        Store::restore(&conflict, fresh, 0, Limits::default()),
+        Err(RestoreError::Conflict { version: 2, .. })
+    ));
+    assert!(matches!(
+        Store::restore(&ahead, me, 0, Limits::default()),
+        Err(RestoreError::ActorReused(_))
     ));
 }
 
 #[test]
-fn changes_are_not_tracked_without_required_persistence() {
+fn changes_are_not_tracked_by_default() {
     let mut a = Store::new(ActorId::from_u64(1), 0);
     a.counter("x").unwrap().add(1);
     a.flush();
@@ -443,12 +482,13 @@ fn changes_are_not_tracked_without_required_persistence() {
     assert_eq!(changes.local_version, 1);
 }
 
-/// A counter re-stamped above the durable version must not let a peer's watermark pass
-/// its durable state: if the node then crashes, the peer would never ask for it again.
+/// A node gossips a change before committing it, then crashes. Its restart (a new
+/// actor) restores the committed, older state of the old actor; the peer holds the
+/// newer one. Nothing is lost and nothing is counted twice: the newer entry flows back.
 #[test]
-fn restamped_own_entries_are_not_claimed_before_they_are_durable() {
+fn gossip_ahead_of_the_disk_is_recovered_after_a_crash() {
     let me = ActorId::from_u64(1);
-    let mut a = Store::new(me, 0).with_persistence(Persistence::Required);
+    let mut a = Store::new(me, 0).with_change_tracking(true);
     let mut b = Store::new(ActorId::from_u64(2), 0);
     let k = a.counter("k").unwrap();
     let j = a.counter("j").unwrap();
@@ -457,31 +497,21 @@ fn restamped_own_entries_are_not_claimed_before_they_are_durable() {
     j.add(5);
     a.flush(); // j@2
     let committed = a.take_changes();
-    a.mark_durable(committed.local_version);
-
-    // k changes again: re-stamped k@3, not durable yet. Nothing of A may be served now.
     k.add(1);
-    a.flush();
-    assert!(!a.own_entries_servable());
+    a.flush(); // k@3, gossiped but never committed
     sync(&a, &mut b, 1200);
-    assert_eq!(
-        b.watermark(me),
-        0,
-        "a watermark was claimed over a hidden entry"
-    );
+    assert_eq!(b.watermark(me), 3);
 
-    // A crashes before committing k@3 and restarts from what was committed.
     let restored = committed_state(me, &[committed]);
-    let a2 = Store::restore(&restored, 3, Persistence::Required, Limits::default()).unwrap();
-    assert!(a2.own_entries_servable());
+    let mut a2 = Store::restore(&restored, ActorId::from_u64(11), 3, Limits::default()).unwrap();
+    assert_eq!(a2.value("k"), Some(1), "the disk is behind the peer");
+    sync(&b, &mut a2, 1200);
     sync(&a2, &mut b, 1200);
-    assert_eq!(
-        b.value("k"),
-        Some(1),
-        "the durable state of k reached the peer"
-    );
-    assert_eq!(b.value("j"), Some(5));
-    assert_eq!(b.watermark(me), 2);
+    for store in [&a2, &b] {
+        assert_eq!(store.value("k"), Some(2));
+        assert_eq!(store.value("j"), Some(5));
+        assert_eq!(store.watermark(me), 3);
+    }
 }
 
 /// Answering a digest scans the store, so a node answers a bounded number per sender
@@ -489,8 +519,8 @@ fn restamped_own_entries_are_not_claimed_before_they_are_durable() {
 #[test]
 fn sync_requests_are_rate_limited_per_sender() {
     use countermesh_core::{
-        Channel, Config, HandleError, MAX_SYNC_PER_INTERVAL, Node, NodeId, Scope, SyncRequest,
-        encode_sync,
+        ActorRange, Channel, Config, HandleError, MAX_SYNC_PER_INTERVAL, Node, NodeId, Part,
+        SyncRequest, encode_sync,
     };
     let me = ActorId::from_u64(1);
     let addr: std::net::SocketAddr = "127.0.0.1:7000".parse().unwrap();
@@ -502,13 +532,13 @@ fn sync_requests_are_rate_limited_per_sender() {
     let config = Config::default();
     let interval = config.gossip_interval;
     let mut node = Node::new(config, NodeId::new(addr, me, 1), store, 7, now).unwrap();
+    // "I hold nothing": answered with a delta of everything, and no reply.
     let request = encode_sync(&SyncRequest {
-        scope: Scope::Range {
-            first: ActorId::from_u64(0),
-            last: ActorId::from_u64(u64::MAX),
-        },
-        versions: vec![],
-        pull_back: false,
+        budget: 64 * 1024,
+        parts: vec![Part::Pairs {
+            range: ActorRange::ALL,
+            versions: vec![],
+        }],
     })
     .unwrap();
     let mut answered = 0;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use countermesh_core::{ActorId, Delta, DeltaEntry, Digest, Message, Run, Store};
+use countermesh_core::{ActorId, Delta, DeltaEntry, Digest, Message, MessageBudget, Run, Store};
 use crdts::CmRDT;
 use criterion::{Criterion, Throughput};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -251,7 +251,7 @@ fn encoded_bytes(deltas: &[Delta<'_>]) -> usize {
 
 /// Delta bytes for the entries that changed in one round, in 1200-byte messages.
 fn delta_bytes() -> DeltaBytes {
-    const BUDGET: usize = 1200;
+    let budget = MessageBudget::new(1200).expect("a valid budget");
     let me = ActorId::from_u64(0x5151_5151_5151_5151);
 
     // 1,000 of 100,000 counters change in a round, after a warm-up that gives every
@@ -264,15 +264,13 @@ fn delta_bytes() -> DeltaBytes {
         h.add(1_000_000);
     }
     store.flush();
-    let full_state_bytes = encoded_bytes(&store.delta_for(&Digest::default(), BUDGET).unwrap());
+    let full_state_bytes = encoded_bytes(&store.delta_for(&Digest::default(), budget));
     let before = store.local_version();
     for h in handles.iter().step_by(100) {
         h.add(3);
     }
     store.flush();
-    let deltas = store
-        .delta_for(&Digest::from_pairs([(me, before)]), BUDGET)
-        .unwrap();
+    let deltas = store.delta_for(&Digest::from_pairs([(me, before)]), budget);
     let entries: usize = deltas.iter().map(Delta::entry_count).sum();
     assert_eq!(entries, 1_000);
     let changed_bytes = encoded_bytes(&deltas);
@@ -290,11 +288,7 @@ fn delta_bytes() -> DeltaBytes {
             c.add(1);
         }
         store.flush();
-        encoded_bytes(
-            &store
-                .delta_for(&Digest::from_pairs([(me, before)]), BUDGET)
-                .unwrap(),
-        )
+        encoded_bytes(&store.delta_for(&Digest::from_pairs([(me, before)]), budget))
     };
     DeltaBytes {
         per_changed_entry: changed_bytes as f64 / entries as f64,

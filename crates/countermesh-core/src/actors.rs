@@ -1,10 +1,12 @@
-//! The actor table: interns [`ActorId`]s to dense indices and tracks per-actor watermarks.
+//! The actor table: interns [`ActorId`]s to dense indices, tracks per-actor watermarks,
+//! and keeps the digest summaries (see `summary.rs`) in step with them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use foldhash::fast::FixedState;
 
 use crate::ActorId;
+use crate::summary::{ActorRange, RangeSummary, Summaries};
 
 /// Dense index of an actor inside one store. Index 0 is always the store's own actor.
 pub(crate) type ActorIdx = u32;
@@ -17,26 +19,31 @@ const MAX_PENDING_RUNS: usize = 8;
 
 /// Interned actors and, for each, the contiguous watermark: every change the actor made
 /// up to this version is reflected in the store (see ARCHITECTURE.md, "watermarks").
+/// For [`ME`] the watermark is the store's local version.
 #[derive(Debug)]
 pub(crate) struct Actors {
     ids: Vec<ActorId>,
     watermarks: Vec<u64>,
     /// Per actor, complete runs `(after, upto]` that arrived before the watermark
     /// reached their `after`. They are absorbed as soon as it does, so a split delta
-    /// delivered out of order still advances the watermark all the way.
-    pending: Vec<Vec<(u64, u64)>>,
-    by_id: HashMap<ActorId, ActorIdx, FixedState>,
+    /// delivered out of order still advances the watermark all the way. Sparse: few
+    /// actors ever have one.
+    pending: HashMap<ActorIdx, Vec<(u64, u64)>, FixedState>,
+    /// Sorted by id, so a range of ids is one ordered scan.
+    by_id: BTreeMap<ActorId, ActorIdx>,
+    summaries: Summaries,
 }
 
 impl Actors {
     pub(crate) fn new(me: ActorId, seed: u64) -> Self {
-        let mut by_id = HashMap::with_hasher(FixedState::with_seed(seed));
+        let mut by_id = BTreeMap::new();
         by_id.insert(me, ME);
         Self {
             ids: vec![me],
             watermarks: vec![0],
-            pending: vec![Vec::new()],
+            pending: HashMap::with_hasher(FixedState::with_seed(seed)),
             by_id,
+            summaries: Summaries::new(),
         }
     }
 
@@ -63,27 +70,35 @@ impl Actors {
         let idx = ActorIdx::try_from(self.ids.len()).ok()?;
         self.ids.push(id);
         self.watermarks.push(0);
-        self.pending.push(Vec::new());
         self.by_id.insert(id, idx);
         Some(idx)
     }
 
-    /// The stored watermark. For [`ME`] the store overrides this with its stable version.
+    /// The contiguous watermark.
     pub(crate) fn watermark(&self, idx: ActorIdx) -> u64 {
         self.watermarks[idx as usize]
+    }
+
+    /// Sets a watermark, keeping the summaries in step. Watermarks only grow.
+    pub(crate) fn set_watermark(&mut self, idx: ActorIdx, watermark: u64) {
+        let old = self.watermarks[idx as usize];
+        if watermark > old {
+            self.watermarks[idx as usize] = watermark;
+            self.summaries
+                .update(self.ids[idx as usize], old, watermark);
+        }
     }
 
     /// Records that all of the actor's entries in `(after, upto]` are held, given that
     /// the entries of the run that said so have been merged. Returns whether the
     /// watermark moved.
     pub(crate) fn record_run(&mut self, idx: ActorIdx, after: u64, upto: u64) -> bool {
-        let i = idx as usize;
-        let start = self.watermarks[i];
+        let start = self.watermarks[idx as usize];
         if upto <= start {
             return false;
         }
         if after > start {
-            let pending = &mut self.pending[i];
+            let pending = self.pending.entry(idx).or_default();
             pending.push((after, upto));
             pending.sort_unstable();
             // Coalesce overlapping or touching runs.
@@ -100,23 +115,21 @@ impl Actors {
             return false;
         }
         let mut watermark = upto;
-        let pending = &mut self.pending[i];
-        pending.sort_unstable();
-        let mut keep = 0;
-        for k in 0..pending.len() {
-            let (a, u) = pending[k];
-            if a <= watermark {
-                watermark = watermark.max(u);
-            } else {
-                pending[keep] = (a, u);
-                keep += 1;
+        if let Some(mut pending) = self.pending.remove(&idx) {
+            pending.sort_unstable();
+            pending.retain(|&(a, u)| {
+                if a <= watermark {
+                    watermark = watermark.max(u);
+                    false
+                } else {
+                    true
+                }
+            });
+            if !pending.is_empty() {
+                self.pending.insert(idx, pending);
             }
         }
-        pending.truncate(keep);
-        if pending.is_empty() {
-            pending.shrink_to_fit();
-        }
-        self.watermarks[i] = watermark;
+        self.set_watermark(idx, watermark);
         true
     }
 
@@ -131,5 +144,30 @@ impl Actors {
             .iter()
             .enumerate()
             .map(|(i, id)| (i as ActorIdx, *id))
+    }
+
+    /// The actors in `range` with their watermarks (0 included), in ascending id order.
+    pub(crate) fn in_range(
+        &self,
+        range: ActorRange,
+    ) -> impl Iterator<Item = (ActorIdx, ActorId, u64)> + '_ {
+        let (first, last) = range.bounds();
+        self.by_id
+            .range(first..=last)
+            .map(|(&id, &idx)| (idx, id, self.watermarks[idx as usize]))
+    }
+
+    /// The count and hash of the non-zero watermarks in `range`.
+    pub(crate) fn summary(&self, range: ActorRange) -> RangeSummary {
+        if let Some(kept) = self.summaries.get(range) {
+            return kept;
+        }
+        let mut summary = RangeSummary::default();
+        for (_, id, watermark) in self.in_range(range) {
+            if watermark > 0 {
+                summary.add(id, watermark);
+            }
+        }
+        summary
     }
 }

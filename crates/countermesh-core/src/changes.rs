@@ -2,17 +2,23 @@
 //! commit, and [`Store::restore`] rebuilds a store from what a runtime committed.
 //!
 //! The core never touches a file. A runtime that keeps a data directory calls
-//! `take_changes` on its own schedule (group commit), writes the [`Changes`] in one
-//! atomic transaction, and then calls [`Store::mark_durable`] with
-//! [`Changes::local_version`]. Because a batch carries the entries and the watermarks of
-//! one instant, a committed watermark is always backed by committed entries: after a
+//! `take_changes` on its own schedule (group commit) and writes the [`Changes`] in one
+//! atomic transaction. Because a batch carries the entries and the watermarks of one
+//! instant, a committed watermark is always backed by committed entries: after a
 //! restart the store never claims to hold a version it has lost.
+//!
+//! A restarted node does not continue its old actor. It restores the old actor's
+//! entries as a peer's, with the committed local version as their watermark (every own
+//! version up to it was committed), and counts from then on under a fresh actor. Its
+//! disk may be older than what peers hold of the old actor (adds gossiped after the last
+//! commit, a data directory restored from a backup, a cloned machine): those entries
+//! simply arrive by anti-entropy, because no actor ever issues a version twice.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::actors::ME;
-use crate::store::{Persistence, Store};
+use crate::store::{Merge, Store};
 use crate::{ActorId, CounterName, NameError};
 
 /// One (counter, actor) entry as a runtime stores it.
@@ -37,8 +43,8 @@ pub struct Changes {
     pub entries: Vec<StoredEntry<'static>>,
     /// Peers' watermarks that moved, at their current value.
     pub watermarks: Vec<(ActorId, u64)>,
-    /// This node's own version when the changes were taken. Once the batch is durable,
-    /// pass it to [`Store::mark_durable`].
+    /// This node's own version when the changes were taken: once the batch is
+    /// written, every own version up to it is on disk.
     pub local_version: u64,
 }
 
@@ -86,9 +92,10 @@ impl Changes {
 /// A store's durable state, as loaded from a data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored<'a> {
-    /// The node's actor id, created when the directory was initialised.
+    /// The actor of the node incarnation that wrote the state.
     pub actor: ActorId,
-    /// The highest own version committed.
+    /// The highest version of that actor committed: every entry it issued up to this
+    /// version is among `entries`.
     pub local_version: u64,
     /// Every entry committed.
     pub entries: Vec<StoredEntry<'a>>,
@@ -98,6 +105,7 @@ pub struct Restored<'a> {
 
 /// Why [`Store::restore`] refused the state it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RestoreError {
     /// A stored counter name is not valid.
     #[error("stored counter name is invalid: {0}")]
@@ -116,12 +124,24 @@ pub enum RestoreError {
     /// The state holds more counters or actors than the store's limits allow.
     #[error("the stored state exceeds the store's limits")]
     LimitExceeded,
+    /// Two stored entries of one actor carry the same version.
+    #[error("stored entries of actor {actor} share version {version}")]
+    Conflict {
+        /// The actor.
+        actor: ActorId,
+        /// The shared version.
+        version: u64,
+    },
+    /// The new actor already appears in the stored state: a restored store must count
+    /// under a fresh actor.
+    #[error("actor {0} already appears in the stored state; restore needs a fresh actor")]
+    ActorReused(ActorId),
 }
 
 impl Store {
     /// Takes every entry and watermark that changed since the previous call.
     ///
-    /// Only tracked under [`Persistence::Required`]; otherwise the batch holds no entries
+    /// Only tracked after [`Store::with_change_tracking`]; otherwise the batch holds no entries
     /// or watermarks.
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes {
@@ -159,20 +179,26 @@ impl Store {
         changes
     }
 
-    /// Rebuilds a store from durable state, for actor `restored.actor`.
+    /// Rebuilds a store from durable state, counting from now on as the fresh actor
+    /// `me`.
     ///
-    /// Own entries come back with their versions and the local version is restored, so
-    /// the next flush continues the actor's version sequence instead of reusing numbers
-    /// peers have already seen. Everything restored counts as durable and gossipable.
+    /// Every stored entry comes back as a peer actor's, the writing incarnation's own
+    /// included, with the committed watermarks (the writer's at its committed local
+    /// version). `me` must not appear in the state. The store does not track changes;
+    /// call [`Store::with_change_tracking`] to resume committing.
     pub fn restore(
         restored: &Restored<'_>,
+        me: ActorId,
         hash_seed: u64,
-        persistence: Persistence,
         limits: crate::Limits,
     ) -> Result<Store, RestoreError> {
-        let mut store = Store::new(restored.actor, hash_seed).with_limits(limits);
-        // Restored entries are already on disk; do not hand them out as changes again.
-        store.track_changes = false;
+        if me == restored.actor
+            || restored.entries.iter().any(|e| e.actor == me)
+            || restored.watermarks.iter().any(|&(a, _)| a == me)
+        {
+            return Err(RestoreError::ActorReused(me));
+        }
+        let mut store = Store::new(me, hash_seed).with_limits(limits);
         for entry in &restored.entries {
             crate::name::validate_name(&entry.name)?;
             if entry.actor == restored.actor && entry.version > restored.local_version {
@@ -189,22 +215,31 @@ impl Store {
                 .actors
                 .intern(entry.actor, store.limits.max_actors)
                 .ok_or(RestoreError::LimitExceeded)?;
-            store.merge_entry(slot, actor, entry.version, entry.p, entry.n);
+            match store.merge_entry(slot, actor, entry.version, entry.p, entry.n) {
+                Merge::Changed | Merge::Unchanged => {}
+                Merge::Conflict => {
+                    return Err(RestoreError::Conflict {
+                        actor: entry.actor,
+                        version: entry.version,
+                    });
+                }
+                Merge::Full => return Err(RestoreError::LimitExceeded),
+            }
         }
-        for &(id, watermark) in &restored.watermarks {
+        let writer = (restored.actor, restored.local_version);
+        for &(id, watermark) in restored.watermarks.iter().chain(std::iter::once(&writer)) {
+            if watermark == 0 {
+                continue;
+            }
             let actor = store
                 .actors
                 .intern(id, store.limits.max_actors)
                 .ok_or(RestoreError::LimitExceeded)?;
-            if actor != ME {
-                store.actors.raise_watermark(actor, watermark);
-            }
+            store.actors.raise_watermark(actor, watermark);
         }
-        store.local_version = store.local_version.max(restored.local_version);
-        store.stable_version = store.local_version;
         store.taken_watermarks = (0..store.actors.len())
             .map(|idx| store.actors.watermark(idx as u32))
             .collect();
-        Ok(store.with_persistence(persistence))
+        Ok(store)
     }
 }

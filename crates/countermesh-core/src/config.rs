@@ -3,7 +3,7 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use crate::{HEADER_LEN, MAX_MESSAGE_BYTES, MIN_MESSAGE_BUDGET};
+use crate::{HEADER_LEN, MAX_MESSAGE_BYTES};
 
 /// Protocol tunables. [`Config::default`] suits a LAN cluster of up to a few hundred
 /// nodes; [`Config::for_cluster_size`] adapts SWIM's timings to larger ones.
@@ -25,6 +25,12 @@ pub struct Config {
     /// Most delta bytes sent in answer to one sync request; a peer that is further
     /// behind catches up over several rounds. Default 4 MiB.
     pub max_sync_reply_bytes: usize,
+    /// Most delta bytes accepted from one peer per gossip interval (all non-members
+    /// share one allowance); more is refused with
+    /// [`HandleError::RateLimited`](crate::HandleError::RateLimited) and re-offered by
+    /// a later exchange. Bounds what a faulty peer can make this node merge. Default
+    /// 16 MiB, four full sync answers.
+    pub max_delta_bytes_per_peer: usize,
     /// While a node has no live member, it re-announces itself to its seeds this often,
     /// so a lost join packet or a long partition does not leave it alone for good.
     /// Default 1 s.
@@ -50,13 +56,14 @@ impl Config {
             max_datagram_bytes: 1150,
             max_message_bytes: 64 * 1024,
             max_sync_reply_bytes: 4 * 1024 * 1024,
+            max_delta_bytes_per_peer: 16 * 1024 * 1024,
             rejoin_interval: Duration::from_secs(1),
             swim: foca::Config::new_lan(nodes),
         }
     }
 
-    /// Checks the settings and returns the SWIM config the node will actually use.
-    pub(crate) fn validated_swim(&self) -> Result<foca::Config, ConfigError> {
+    /// Checks the settings and returns what the node will actually use.
+    pub(crate) fn validate(&self) -> Result<Validated, ConfigError> {
         if self.gossip_interval.is_zero() {
             return Err(ConfigError::ZeroGossipInterval);
         }
@@ -83,6 +90,15 @@ impl Config {
         if self.max_sync_reply_bytes < self.max_message_bytes {
             return Err(ConfigError::SyncReplySmallerThanMessage);
         }
+        if self.max_delta_bytes_per_peer < self.max_sync_reply_bytes {
+            return Err(ConfigError::PeerAllowanceSmallerThanReply);
+        }
+        let budget =
+            MessageBudget::new(self.max_message_bytes).map_err(|e| ConfigError::MessageSize {
+                got: e.budget,
+                min: e.min,
+                max: e.max,
+            })?;
         let mut swim = self.swim.clone();
         swim.max_packet_size = NonZeroUsize::new(self.max_datagram_bytes - HEADER_LEN).ok_or(
             ConfigError::DatagramSize {
@@ -96,15 +112,78 @@ impl Config {
                 "probe_rtt must be below probe_period, which must not be zero",
             ));
         }
-        Ok(swim)
+        Ok(Validated { swim, budget })
     }
+}
+
+/// A [`Config`] after validation: what a node runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Validated {
+    pub(crate) swim: foca::Config,
+    pub(crate) budget: MessageBudget,
 }
 
 /// Smallest datagram budget: SWIM needs room for a header and a few member updates.
 pub const MIN_DATAGRAM_BYTES: usize = 256;
 
+/// The smallest message budget: room for the envelope, one run header and one entry
+/// with a maximum-length name.
+pub const MIN_MESSAGE_BUDGET: usize = 512;
+
+/// A validated size limit for one counter message (sync request or delta), envelope
+/// included: between [`MIN_MESSAGE_BUDGET`] and [`MAX_MESSAGE_BYTES`]. Validated once,
+/// so code that builds messages never has to check it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageBudget(usize);
+
+/// A message budget outside the allowed range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("message budget {budget} is outside {min}..={max} bytes")]
+pub struct InvalidBudget {
+    /// The budget that was given.
+    pub budget: usize,
+    /// [`MIN_MESSAGE_BUDGET`].
+    pub min: usize,
+    /// [`MAX_MESSAGE_BYTES`].
+    pub max: usize,
+}
+
+impl MessageBudget {
+    /// The smallest budget.
+    pub const MIN: MessageBudget = MessageBudget(MIN_MESSAGE_BUDGET);
+
+    /// Validates `bytes` as a budget.
+    pub fn new(bytes: usize) -> Result<Self, InvalidBudget> {
+        if (MIN_MESSAGE_BUDGET..=MAX_MESSAGE_BYTES).contains(&bytes) {
+            Ok(Self(bytes))
+        } else {
+            Err(InvalidBudget {
+                budget: bytes,
+                min: MIN_MESSAGE_BUDGET,
+                max: MAX_MESSAGE_BYTES,
+            })
+        }
+    }
+
+    /// The budget in bytes.
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// The budget as it travels in a sync request (it always fits: at most 1 MiB).
+    pub(crate) fn wire(self) -> u32 {
+        u32::try_from(self.0).unwrap_or(u32::MAX)
+    }
+
+    /// A peer's budget as it arrived, clamped into the allowed range.
+    pub(crate) fn from_wire(bytes: u32) -> Self {
+        Self((bytes as usize).clamp(MIN_MESSAGE_BUDGET, MAX_MESSAGE_BYTES))
+    }
+}
+
 /// A [`Config`] value that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// `gossip_interval` is zero.
     #[error("gossip_interval must be greater than zero")]
@@ -138,6 +217,9 @@ pub enum ConfigError {
     /// `max_sync_reply_bytes` is below `max_message_bytes`.
     #[error("max_sync_reply_bytes must be at least max_message_bytes")]
     SyncReplySmallerThanMessage,
+    /// `max_delta_bytes_per_peer` is below `max_sync_reply_bytes`.
+    #[error("max_delta_bytes_per_peer must be at least max_sync_reply_bytes")]
+    PeerAllowanceSmallerThanReply,
     /// The SWIM settings are inconsistent.
     #[error("invalid SWIM settings: {0}")]
     Swim(&'static str),

@@ -9,13 +9,11 @@
 
 use std::borrow::Cow;
 
-use crate::actors::{ActorIdx, ME};
-use crate::wire::{HEADER_LEN, varint_len};
+use crate::actors::ActorIdx;
+use crate::config::MessageBudget;
+use crate::store::{LimitKind, Merge};
+use crate::wire::{MAX_VERSION, delta_frame_len, entry_len, run_header_len};
 use crate::{ActorId, Digest, NameError, Store, name};
-
-/// The smallest message budget [`Store::delta_for`] accepts: room for the envelope, one
-/// run header and one entry with a maximum-length name.
-pub const MIN_MESSAGE_BUDGET: usize = 512;
 
 /// A batch of counter entries, small enough to be one message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,10 +59,16 @@ pub struct ApplyOutcome {
     /// Entries dropped because a [`Limits`](crate::Limits) bound was reached; their
     /// actor's watermark was left alone so they will be offered again.
     pub rejected: usize,
+    /// Entries refused because another counter already holds their actor's version
+    /// (corrupt or forged data); their actor's watermark was left alone.
+    pub conflicting: usize,
+    /// Runs of this store's own actor that claimed versions it never issued, refused.
+    pub own_refused: usize,
 }
 
 /// Why a [`Delta`] was refused. A refused delta changes nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeltaError {
     /// An entry has an invalid counter name.
     #[error("invalid counter name in delta: {0}")]
@@ -85,22 +89,20 @@ pub enum DeltaError {
         /// The run's actor.
         actor: ActorId,
     },
+    /// A version is above [`MAX_VERSION`](crate::MAX_VERSION).
+    #[error("run for actor {actor} carries version {version}, above the maximum")]
+    VersionTooLarge {
+        /// The run's actor.
+        actor: ActorId,
+        /// The offending version.
+        version: u64,
+    },
     /// The same actor appears in two runs of one delta.
     #[error("actor {actor} appears in more than one run")]
     DuplicateActor {
         /// The repeated actor.
         actor: ActorId,
     },
-}
-
-/// Why [`Store::delta_for`] could not split its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("message budget {budget} is below the minimum of {min} bytes")]
-pub struct BudgetTooSmall {
-    /// The budget that was passed.
-    pub budget: usize,
-    /// [`MIN_MESSAGE_BUDGET`].
-    pub min: usize,
 }
 
 impl Delta<'_> {
@@ -111,9 +113,7 @@ impl Delta<'_> {
 
     /// Exact size of this delta as an encoded message, envelope included.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN
-            + varint_len(self.runs.len() as u64)
-            + self.runs.iter().map(Run::encoded_len).sum::<usize>()
+        crate::wire::delta_len(self)
     }
 
     /// Copies borrowed names so the delta can outlive the store it came from.
@@ -157,10 +157,22 @@ impl Delta<'_> {
                     upto: run.upto,
                 });
             }
+            if run.upto > MAX_VERSION {
+                return Err(DeltaError::VersionTooLarge {
+                    actor: run.actor,
+                    version: run.upto,
+                });
+            }
             let mut previous = run.after;
             for entry in &run.entries {
                 if entry.version <= previous {
                     return Err(DeltaError::VersionsOutOfOrder { actor: run.actor });
+                }
+                if entry.version > MAX_VERSION {
+                    return Err(DeltaError::VersionTooLarge {
+                        actor: run.actor,
+                        version: entry.version,
+                    });
                 }
                 previous = entry.version;
                 name::validate_name(&entry.name)?;
@@ -170,136 +182,90 @@ impl Delta<'_> {
     }
 }
 
-impl Run<'_> {
-    fn encoded_len(&self) -> usize {
-        let mut previous = self.after;
-        let entries: usize = self
-            .entries
-            .iter()
-            .map(|e| {
-                let gap = e.version.wrapping_sub(previous);
-                previous = e.version;
-                entry_len(e.name.len(), gap, e.p, e.n)
-            })
-            .sum();
-        run_header_len(self.after, self.upto, self.entries.len()) + entries
-    }
-}
-
-/// Encoded size of a run header: actor (8 fixed bytes), after, upto, entry count.
-fn run_header_len(after: u64, upto: u64, entries: usize) -> usize {
-    8 + varint_len(after) + varint_len(upto) + varint_len(entries as u64)
-}
-
-/// Encoded size of one entry (versions travel as gaps from the previous one).
-fn entry_len(name_len: usize, gap: u64, p: u64, n: u64) -> usize {
-    varint_len(name_len as u64) + name_len + varint_len(gap) + varint_len(p) + varint_len(n)
-}
-
-/// One entry selected for sending.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    actor: ActorIdx,
-    version: u64,
-    slot: u32,
-    p: u64,
-    n: u64,
-}
-
 impl Store {
     /// Exactly the entries that a peer with `digest` lacks, split into messages whose
     /// encoded size is at most `budget` bytes each.
     ///
     /// For every actor whose watermark here is above the digest's, the answer holds all
-    /// of that actor's entries with a higher version than the digest's (this node's own
-    /// entries only up to [`Store::stable_version`]). Its size depends on how many
-    /// entries changed, never on how many adds made them change.
-    pub fn delta_for(
-        &self,
-        digest: &Digest,
-        budget: usize,
-    ) -> Result<Vec<Delta<'_>>, BudgetTooSmall> {
-        let wants: Vec<Option<u64>> = (0..self.actors.len() as ActorIdx)
-            .map(|idx| {
-                let theirs = digest.get(self.actors.id(idx));
-                (self.watermark_of(idx) > theirs).then_some(theirs)
+    /// of that actor's entries with a higher version than the digest's. Its size depends
+    /// on how many entries changed, never on how many adds made them change.
+    pub fn delta_for(&self, digest: &Digest, budget: MessageBudget) -> Vec<Delta<'_>> {
+        let wants: Vec<(ActorIdx, u64)> = self
+            .actors
+            .iter()
+            .filter_map(|(idx, id)| {
+                let theirs = digest.get(id);
+                (self.watermark_of(idx) > theirs).then_some((idx, theirs))
             })
             .collect();
         self.deltas_for_wants(&wants, budget, usize::MAX)
     }
 
-    /// Builds deltas for `wants[actor] = Some(after)`, stopping once `max_total` bytes
-    /// have been produced (the last run of a truncated actor claims only what it holds).
+    /// Builds deltas for `wants = [(actor, after)]` (ascending by actor), stopping once
+    /// `max_total` bytes have been produced (the last run of a truncated actor claims
+    /// only what it holds). Costs O(log n) per entry sent: entries are found through the
+    /// version index, never by scanning the store.
     pub(crate) fn deltas_for_wants(
         &self,
-        wants: &[Option<u64>],
-        budget: usize,
+        wants: &[(ActorIdx, u64)],
+        budget: MessageBudget,
         max_total: usize,
-    ) -> Result<Vec<Delta<'_>>, BudgetTooSmall> {
-        if budget < MIN_MESSAGE_BUDGET {
-            return Err(BudgetTooSmall {
-                budget,
-                min: MIN_MESSAGE_BUDGET,
-            });
-        }
-        // Own entries are held back while some are above the durable version (see
-        // `Store::own_entries_servable`).
-        let held_back;
-        let wants = if wants.first().is_some_and(Option::is_some) && !self.own_entries_servable() {
-            let mut copy = wants.to_vec();
-            copy[ME as usize] = None;
-            held_back = copy;
-            held_back.as_slice()
-        } else {
-            wants
-        };
-        if wants.iter().all(Option::is_none) {
-            return Ok(Vec::new());
-        }
-        let mut candidates: Vec<Candidate> = self
-            .entries()
-            .filter(|(_, e)| match wants[e.actor as usize] {
-                Some(after) => {
-                    e.version > after && (e.actor != ME || e.version <= self.stable_version)
-                }
-                None => false,
-            })
-            .map(|(slot, e)| Candidate {
-                actor: e.actor,
-                version: e.version,
-                slot,
-                p: e.p,
-                n: e.n,
-            })
-            .collect();
-        candidates.sort_unstable_by_key(|c| (c.actor, c.version));
-
-        let mut builder = Builder::new(budget, max_total);
-        let mut rest = candidates.as_slice();
-        for (actor, want) in wants.iter().enumerate() {
-            let Some(after) = *want else { continue };
-            let actor = actor as ActorIdx;
-            let split = rest.partition_point(|c| c.actor == actor);
-            let (mine, tail) = rest.split_at(split);
-            rest = tail;
+    ) -> Vec<Delta<'_>> {
+        let mut builder = Builder::new(budget.get(), max_total);
+        for &(actor, after) in wants {
             let watermark = self.watermark_of(actor);
-            if !builder.add_actor(self, actor, after, watermark, mine) {
+            if watermark <= after {
+                continue;
+            }
+            let entries = self
+                .versions
+                .above(actor, after)
+                .filter_map(|(version, slot)| {
+                    let slot_ref = &self.slots[slot as usize];
+                    let pos = slot_ref
+                        .entries
+                        .binary_search_by_key(&actor, |e| e.actor)
+                        .ok()?;
+                    let e = &slot_ref.entries[pos];
+                    Some(Candidate {
+                        version,
+                        name: slot_ref.name.as_str(),
+                        p: e.p,
+                        n: e.n,
+                    })
+                });
+            if !builder.add_actor(self.actors.id(actor), after, watermark, entries) {
                 break;
             }
         }
-        Ok(builder.finish())
+        builder.finish()
     }
 
     /// Merges a delta. Entries merge by per-actor maximum, so applying the same delta
     /// twice, or deltas in any order, gives the same state as applying each once.
     ///
     /// A delta that breaks a structural rule (see [`Delta::validate`]) is refused whole.
+    /// Within a valid delta, entries that conflict with held versions or exceed a limit
+    /// are refused one by one (counted in the outcome), and their run does not advance
+    /// the watermark. A run of this store's own actor carries nothing it does not hold
+    /// already; one that claims a version above [`Store::local_version`] is refused.
     pub fn apply_delta(&mut self, delta: &Delta<'_>) -> Result<ApplyOutcome, DeltaError> {
         delta.validate()?;
         let mut outcome = ApplyOutcome::default();
         for run in &delta.runs {
+            if run.actor == self.me {
+                let claimed = run
+                    .entries
+                    .last()
+                    .map_or(run.upto, |e| e.version.max(run.upto));
+                if claimed > self.local_version {
+                    outcome.own_refused += 1;
+                }
+                continue;
+            }
             let Some(actor) = self.actors.intern(run.actor, self.limits.max_actors) else {
                 outcome.rejected += run.entries.len();
+                self.hit_limit(LimitKind::Actors, 1);
                 continue;
             };
             let mut complete = true;
@@ -307,18 +273,38 @@ impl Store {
                 let Some(slot) = self.find_or_insert(&entry.name) else {
                     complete = false;
                     outcome.rejected += 1;
+                    self.hit_limit(LimitKind::Counters, 1);
                     continue;
                 };
-                if self.merge_entry(slot, actor, entry.version, entry.p, entry.n) {
-                    outcome.changed += 1;
+                match self.merge_entry(slot, actor, entry.version, entry.p, entry.n) {
+                    Merge::Changed => outcome.changed += 1,
+                    Merge::Unchanged => {}
+                    Merge::Conflict => {
+                        complete = false;
+                        outcome.conflicting += 1;
+                    }
+                    Merge::Full => {
+                        complete = false;
+                        outcome.rejected += 1;
+                        self.hit_limit(LimitKind::Entries, 1);
+                    }
                 }
             }
-            if complete && actor != ME && self.actors.record_run(actor, run.after, run.upto) {
+            if complete && self.actors.record_run(actor, run.after, run.upto) {
                 outcome.watermarks_advanced += 1;
             }
         }
         Ok(outcome)
     }
+}
+
+/// One entry selected for sending.
+#[derive(Debug, Clone, Copy)]
+struct Candidate<'a> {
+    version: u64,
+    name: &'a str,
+    p: u64,
+    n: u64,
 }
 
 /// Packs runs into messages under a budget.
@@ -346,25 +332,24 @@ impl<'a> Builder<'a> {
 
     /// Envelope plus a run count of the largest size this budget could need.
     fn empty_len(budget: usize) -> usize {
-        HEADER_LEN + varint_len(budget as u64)
+        delta_frame_len(budget)
     }
 
     /// Worst-case run header: `upto` is not known until the run closes, and the entry
     /// count can be at most the budget.
     fn run_reserve(&self, after: u64) -> usize {
-        8 + varint_len(after) + 9 + varint_len(self.budget as u64)
+        run_header_len(after, u64::MAX, self.budget)
     }
 
-    /// Adds all of one actor's candidates. Returns false once the total cap is hit.
+    /// Adds all of one actor's candidates (ascending by version). Returns false once the
+    /// total cap is hit.
     fn add_actor(
         &mut self,
-        store: &'a Store,
-        actor: ActorIdx,
+        id: ActorId,
         after: u64,
         watermark: u64,
-        candidates: &[Candidate],
+        candidates: impl Iterator<Item = Candidate<'a>>,
     ) -> bool {
-        let id = store.actors.id(actor);
         let mut run = Run {
             actor: id,
             after,
@@ -377,10 +362,9 @@ impl<'a> Builder<'a> {
         self.current_len += self.run_reserve(after);
         let mut previous = after;
         for candidate in candidates {
-            let name = store.slots[candidate.slot as usize].name.as_str();
             let mut len = entry_len(
-                name.len(),
-                candidate.version - previous,
+                candidate.name.len(),
+                candidate.version.saturating_sub(previous),
                 candidate.p,
                 candidate.n,
             );
@@ -405,15 +389,15 @@ impl<'a> Builder<'a> {
                 previous = next_after;
                 self.current_len += self.run_reserve(next_after);
                 len = entry_len(
-                    name.len(),
-                    candidate.version - previous,
+                    candidate.name.len(),
+                    candidate.version.saturating_sub(previous),
                     candidate.p,
                     candidate.n,
                 );
             }
             self.current_len += len;
             run.entries.push(DeltaEntry {
-                name: Cow::Borrowed(name),
+                name: Cow::Borrowed(candidate.name),
                 version: candidate.version,
                 p: candidate.p,
                 n: candidate.n,

@@ -1,9 +1,12 @@
 //! [`Event`]s a [`Node`](crate::Node) reports to its runtime.
 
-use crate::{CounterName, NodeId};
+use std::net::SocketAddr;
+
+use crate::{CounterName, LimitKind, NodeId};
 
 /// Something the runtime may want to log, export or react to.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A peer became an active member.
     MemberUp(NodeId),
@@ -29,4 +32,31 @@ pub enum Event {
     /// This node's own total for a counter reached `u64::MAX` in one direction; further
     /// adds in that direction are counted locally but cannot be gossiped.
     Saturated(CounterName),
+    /// A [`Limits`](crate::Limits) bound refused entries, actors or counters: totals
+    /// at this node lack what was refused until the limit is raised (the refused
+    /// entries are offered again by later exchanges). Reported at most once a minute per
+    /// kind; `refused` counts what was refused since the previous report.
+    LimitReached {
+        /// Which bound.
+        kind: LimitKind,
+        /// Its configured value.
+        limit: usize,
+        /// Refusals since the previous report.
+        refused: u64,
+    },
+    /// A peer sent entries that contradict what this node holds (another counter already
+    /// holds the actor's version), or claimed versions of this node's own actor that it
+    /// never issued. They were refused; the peer's state is corrupt or forged. Reported
+    /// at most once a minute; the counts cover everything since the previous report.
+    Refused {
+        /// The peer that sent the latest refused data.
+        from: SocketAddr,
+        /// Entries refused for a conflicting version.
+        conflicting: u64,
+        /// Runs refused for claiming own versions never issued.
+        own_refused: u64,
+    },
+    /// The node built a message it could not encode. This is a bug: the message was
+    /// dropped and the node carries on, and anti-entropy resends what mattered.
+    InternalError(String),
 }

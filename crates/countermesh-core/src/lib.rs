@@ -9,8 +9,10 @@
 //!
 //! * [`Store`] holds many named PN-Counters. [`Counter::add`] is a lock-free atomic add;
 //!   [`Store::flush`] folds pending adds into this node's CRDT entries and versions them.
-//! * [`Digest`], [`Store::delta_for`] and [`Store::apply_delta`] implement scuttlebutt
-//!   anti-entropy: a peer is sent exactly the entries newer than its digest.
+//! * [`Store::sync_start`], [`Store::answer_sync`] and [`Store::apply_delta`] implement
+//!   scuttlebutt anti-entropy with summarised digests: two nodes find the actors they
+//!   differ on by comparing hashes of actor ranges, then a peer is sent exactly the
+//!   entries newer than its watermarks.
 //! * [`Message`] is the versioned wire envelope (bincode 2 with bounded decoding).
 //! * [`Node`] drives a store and a foca SWIM instance: who is alive, who to gossip with,
 //!   when to push and when to run anti-entropy.
@@ -41,9 +43,11 @@ mod delta;
 mod digest;
 mod event;
 mod identity;
+mod index;
 mod name;
 mod node;
 mod store;
+mod summary;
 mod swim_codec;
 mod wire;
 
@@ -52,12 +56,12 @@ pub mod testkit;
 
 pub use crate::actor::ActorId;
 pub use crate::changes::{Changes, RestoreError, Restored, StoredEntry};
-pub use crate::config::{Config, ConfigError, MIN_DATAGRAM_BYTES};
-pub use crate::counter::{Counter, ValueOverflow};
-pub use crate::delta::{
-    ApplyOutcome, BudgetTooSmall, Delta, DeltaEntry, DeltaError, MIN_MESSAGE_BUDGET, Run,
+pub use crate::config::{
+    Config, ConfigError, InvalidBudget, MIN_DATAGRAM_BYTES, MIN_MESSAGE_BUDGET, MessageBudget,
 };
-pub use crate::digest::{Digest, Scope, SyncAnswer, SyncRequest, SyncRequestError};
+pub use crate::counter::{Counter, ValueOverflow};
+pub use crate::delta::{ApplyOutcome, Delta, DeltaEntry, DeltaError, Run};
+pub use crate::digest::{Digest, Part, SyncAnswer, SyncRequest, SyncRequestError};
 pub use crate::event::Event;
 pub use crate::identity::NodeId;
 pub use crate::name::{CounterName, MAX_NAME_LEN, NameError, validate_name};
@@ -65,13 +69,14 @@ pub use crate::node::{
     Channel, HandleError, MAX_SYNC_PER_INTERVAL, MessageKind, Node, Stats, Transmit,
 };
 pub use crate::store::{
-    Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, FlushOutcome, Limits,
-    Persistence, Store,
+    Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, DEFAULT_MAX_ENTRIES,
+    FlushOutcome, LimitKind, Limits, Store,
 };
+pub use crate::summary::{ActorRange, InvalidRange, MAX_LEVEL, RangeSummary, pair_hash};
 pub use crate::swim_codec::SwimCodecError;
 pub use crate::wire::{
-    DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_MESSAGE_BYTES, Message, PROTOCOL_VERSION,
-    encode_delta, encode_swim, encode_sync,
+    DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_MESSAGE_BYTES, MAX_VERSION, Message,
+    PROTOCOL_VERSION, encode_delta, encode_swim, encode_sync,
 };
 
 /// foca, re-exported so runtimes name the same SWIM types this crate uses.

@@ -9,16 +9,20 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
 
 use crate::actors::ME;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, MessageBudget};
 use crate::swim_codec::SwimCodec;
-use crate::{Config, DecodeError, Event, Message, NodeId, Persistence, Store};
+use crate::{Config, DecodeError, Delta, Event, LimitKind, Message, NodeId, Store, SyncRequest};
+
+/// How often a recurring problem (a limit hit, refused data) is reported as an
+/// [`Event`]; counts accumulate in [`Stats`] in between.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Which transport path a message needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +79,7 @@ pub struct Transmit {
 /// Why an incoming message was dropped. The node's state is unchanged by a dropped
 /// message, except that SWIM may have processed part of a packet before an error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandleError {
     /// The bytes are not a valid message.
     #[error(transparent)]
@@ -90,17 +95,15 @@ pub enum HandleError {
     /// foca refused the SWIM packet (for example, one addressed to an older identity).
     #[error("SWIM: {0}")]
     Swim(foca::Error),
-    /// The sender already had [`MAX_SYNC_PER_INTERVAL`] digest parts answered in this
-    /// gossip interval; answering costs a scan of the store, so it is bounded per peer.
-    #[error(
-        "sync request from {0} refused: more than {MAX_SYNC_PER_INTERVAL} in one gossip interval"
-    )]
+    /// The sender already had [`MAX_SYNC_PER_INTERVAL`] sync messages answered, or
+    /// [`Config::max_delta_bytes_per_peer`] delta bytes merged, in this gossip interval.
+    #[error("message from {0} refused: over its allowance for this gossip interval")]
     RateLimited(SocketAddr),
 }
 
-/// How many digest parts (sync requests) the node answers per sender per gossip
-/// interval. A legitimate peer sends at most one digest per round (split into at most
-/// about 17 parts at 65,536 actors and 64 KiB messages) plus one pull-back.
+/// How many sync messages the node answers per sender per gossip interval. An exchange
+/// takes at most 17 steps, about half of them answered by each side, and a peer starts
+/// one exchange per round and takes part in about one other.
 pub const MAX_SYNC_PER_INTERVAL: u32 = 48;
 
 /// Traffic counters, per message kind.
@@ -118,6 +121,15 @@ pub struct Stats {
     pub messages_dropped: u64,
     /// Entries refused because a store limit was reached.
     pub entries_rejected: u64,
+    /// Refusals per [`LimitKind`] (index `LimitKind::ALL`).
+    pub limit_refusals: [u64; 3],
+    /// Entries refused because another counter already held their actor's version.
+    pub entries_conflicting: u64,
+    /// Runs refused for claiming versions of this node's own actor it never issued.
+    pub own_runs_refused: u64,
+    /// Messages this node built but could not encode (bugs; see
+    /// [`Event::InternalError`]).
+    pub internal_errors: u64,
     /// Entries merged that changed the store.
     pub entries_merged: u64,
     /// Gossip rounds run.
@@ -178,6 +190,7 @@ type Swim = Foca<NodeId, SwimCodec, SmallRng, NoCustomBroadcast>;
 /// counter state.
 pub struct Node {
     config: Config,
+    budget: MessageBudget,
     id: NodeId,
     store: Store,
     swim: Swim,
@@ -198,10 +211,25 @@ pub struct Node {
     /// Per peer address, the highest version of this node's actor the peer reported
     /// holding in a digest: how far behind that peer is on this node's counts.
     acknowledged: HashMap<SocketAddr, u64>,
-    /// Per member, `(window start, sync requests answered in it)`; all non-members share
-    /// the `None` entry, so the map is as small as the membership.
-    sync_answered: HashMap<Option<SocketAddr>, (Instant, u32)>,
+    /// Per member, what it was allowed this gossip interval; all non-members share the
+    /// `None` entry, so the map is as small as the membership.
+    allowances: HashMap<Option<SocketAddr>, Allowance>,
+    /// Per member, the message budget it announced in its sync requests.
+    peer_budgets: HashMap<SocketAddr, MessageBudget>,
+    /// When each recurring problem was last reported, and what accumulated since.
+    limit_reported: [Option<Instant>; 3],
+    limit_pending: [u64; 3],
+    refusal_reported: Option<Instant>,
+    refusal_pending: (u64, u64),
     stats: Stats,
+}
+
+/// What one peer may still send in the current gossip interval.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    window: Instant,
+    syncs: u32,
+    delta_bytes: usize,
 }
 
 impl std::fmt::Debug for Node {
@@ -226,7 +254,7 @@ impl Node {
         seed: u64,
         now: Instant,
     ) -> Result<Self, ConfigError> {
-        let swim_config = config.validated_swim()?;
+        let validated = config.validate()?;
         if id.actor() != store.actor_id() {
             return Err(ConfigError::ActorMismatch {
                 identity: id.actor(),
@@ -235,10 +263,11 @@ impl Node {
         }
         let mut rng = SmallRng::seed_from_u64(seed);
         let swim_rng = SmallRng::seed_from_u64(rng.next_u64());
-        let swim = Foca::new(id.clone(), swim_config, swim_rng, SwimCodec);
+        let swim = Foca::new(id.clone(), validated.swim, swim_rng, SwimCodec);
         Ok(Self {
             next_round: now + config.gossip_interval,
             config,
+            budget: validated.budget,
             id,
             store,
             swim,
@@ -253,7 +282,12 @@ impl Node {
             events: VecDeque::new(),
             pushed_version: 0,
             acknowledged: HashMap::new(),
-            sync_answered: HashMap::new(),
+            allowances: HashMap::new(),
+            peer_budgets: HashMap::new(),
+            limit_reported: [None; 3],
+            limit_pending: [0; 3],
+            refusal_reported: None,
+            refusal_pending: (0, 0),
             stats: Stats::default(),
         })
     }
@@ -291,10 +325,10 @@ impl Node {
     }
 
     /// Per peer address, the highest version of this node's own actor that the peer
-    /// reported holding in its latest digests. Compare with [`Store::stable_version`]
+    /// showed holding in anti-entropy exchanges. Compare with [`Store::local_version`]
     /// to see how far behind each peer is on this node's counts (replication lag).
-    /// Peers send digests on their own anti-entropy schedule, so the figure can be a
-    /// few rounds old; it only ever overstates the lag.
+    /// Exchanges run on their own schedule, so the figure can be a few rounds old; it
+    /// only ever overstates the lag.
     pub fn acknowledged_versions(&self) -> impl Iterator<Item = (SocketAddr, u64)> + '_ {
         self.acknowledged.iter().map(|(&addr, &v)| (addr, v))
     }
@@ -389,57 +423,164 @@ impl Node {
                     return Err(HandleError::Swim(error));
                 }
             }
-            Message::Sync(request) => {
-                let me = self.store.actor_id();
-                // Only members are tracked, so the maps stay as small as the membership.
-                let is_member = self.members.iter().any(|m| m.addr() == from);
-                let key = is_member.then_some(from);
-                let interval = self.config.gossip_interval;
-                let window = self.sync_answered.entry(key).or_insert((now, 0));
-                if now.saturating_duration_since(window.0) >= interval {
-                    *window = (now, 0);
-                }
-                if window.1 >= MAX_SYNC_PER_INTERVAL {
-                    self.stats.messages_dropped += 1;
-                    return Err(HandleError::RateLimited(from));
-                }
-                window.1 += 1;
-                if let (true, Ok(i)) = (
-                    is_member,
-                    request.versions.binary_search_by_key(&me, |&(a, _)| a),
-                ) {
-                    let held = request.versions[i].1;
-                    let acked = self.acknowledged.entry(from).or_insert(0);
-                    *acked = (*acked).max(held);
-                }
-                let answer = self
-                    .store
-                    .answer_sync(
-                        &request,
-                        self.config.max_message_bytes,
-                        self.config.max_sync_reply_bytes,
-                    )
-                    .expect("max_message_bytes was validated against the minimum budget");
-                let mut out = Vec::with_capacity(answer.deltas.len() + answer.pull.len());
-                for delta in &answer.deltas {
-                    out.push((MessageKind::Delta, encode_delta(delta)));
-                }
-                for pull in answer.pull {
-                    out.push((MessageKind::Sync, encode_sync(&pull)));
-                }
-                for (kind, payload) in out {
-                    self.send(from, Channel::Stream, kind, payload);
-                }
-            }
-            Message::Delta(delta) => {
-                // Decoding validated the delta, so applying it cannot fail.
-                if let Ok(outcome) = self.store.apply_delta(&delta) {
-                    self.stats.entries_merged += outcome.changed as u64;
-                    self.stats.entries_rejected += outcome.rejected as u64;
-                }
-            }
+            Message::Sync(request) => self.on_sync(from, &request, now)?,
+            Message::Delta(delta) => self.on_delta(from, &delta, bytes.len(), now)?,
         }
         Ok(())
+    }
+
+    /// The allowance of `from` for the current gossip interval.
+    fn allowance(&mut self, from: SocketAddr, now: Instant) -> &mut Allowance {
+        // Only members are tracked one by one, so the map stays as small as the
+        // membership.
+        let is_member = self.members.iter().any(|m| m.addr() == from);
+        let interval = self.config.gossip_interval;
+        let allowance = self
+            .allowances
+            .entry(is_member.then_some(from))
+            .or_insert(Allowance {
+                window: now,
+                syncs: 0,
+                delta_bytes: 0,
+            });
+        if now.saturating_duration_since(allowance.window) >= interval {
+            *allowance = Allowance {
+                window: now,
+                syncs: 0,
+                delta_bytes: 0,
+            };
+        }
+        allowance
+    }
+
+    /// Answers one step of an anti-entropy exchange.
+    fn on_sync(
+        &mut self,
+        from: SocketAddr,
+        request: &SyncRequest,
+        now: Instant,
+    ) -> Result<(), HandleError> {
+        let allowance = self.allowance(from, now);
+        if allowance.syncs >= MAX_SYNC_PER_INTERVAL {
+            self.stats.messages_dropped += 1;
+            return Err(HandleError::RateLimited(from));
+        }
+        allowance.syncs += 1;
+        let theirs = MessageBudget::from_wire(request.budget);
+        let budget = theirs.min(self.budget);
+        let is_member = self.members.iter().any(|m| m.addr() == from);
+        if is_member {
+            self.peer_budgets.insert(from, theirs);
+        }
+        let answer = self.store.answer_sync(
+            request,
+            budget,
+            self.budget,
+            self.config.max_sync_reply_bytes,
+        );
+        if let (true, Some(held)) = (is_member, answer.acknowledged) {
+            let acked = self.acknowledged.entry(from).or_insert(0);
+            *acked = (*acked).max(held);
+        }
+        let mut out = Vec::with_capacity(answer.deltas.len() + answer.replies.len());
+        let mut failures = Vec::new();
+        for delta in &answer.deltas {
+            match crate::wire::encode_delta(delta) {
+                Ok(payload) => out.push((MessageKind::Delta, payload)),
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        for reply in &answer.replies {
+            match crate::wire::encode_sync(reply) {
+                Ok(payload) => out.push((MessageKind::Sync, payload)),
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        for failure in failures {
+            self.internal_error(failure);
+        }
+        for (kind, payload) in out {
+            self.send(from, Channel::Stream, kind, payload);
+        }
+        Ok(())
+    }
+
+    /// Merges counter entries, within the sender's allowance.
+    fn on_delta(
+        &mut self,
+        from: SocketAddr,
+        delta: &Delta<'_>,
+        len: usize,
+        now: Instant,
+    ) -> Result<(), HandleError> {
+        let limit = self.config.max_delta_bytes_per_peer;
+        let allowance = self.allowance(from, now);
+        if allowance.delta_bytes.saturating_add(len) > limit {
+            self.stats.messages_dropped += 1;
+            return Err(HandleError::RateLimited(from));
+        }
+        allowance.delta_bytes += len;
+        // Decoding validated the delta, so applying it cannot fail; a failure would
+        // still only drop this message.
+        if let Ok(outcome) = self.store.apply_delta(delta) {
+            self.stats.entries_merged += outcome.changed as u64;
+            self.stats.entries_rejected += outcome.rejected as u64;
+            self.stats.entries_conflicting += outcome.conflicting as u64;
+            self.stats.own_runs_refused += outcome.own_refused as u64;
+            if outcome.conflicting > 0 || outcome.own_refused > 0 {
+                self.refusal_pending.0 += outcome.conflicting as u64;
+                self.refusal_pending.1 += outcome.own_refused as u64;
+                self.report_refusal(from, now);
+            }
+        }
+        self.report_limits(now);
+        Ok(())
+    }
+
+    /// Turns refusals by limit into (rate-limited) events.
+    fn report_limits(&mut self, now: Instant) {
+        let hits = self.store.take_limit_hits();
+        let limits = self.store.limits();
+        for kind in LimitKind::ALL {
+            let i = kind.index();
+            self.stats.limit_refusals[i] += hits[i];
+            self.limit_pending[i] += hits[i];
+            let due = self.limit_reported[i]
+                .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+            if self.limit_pending[i] > 0 && due {
+                let limit = match kind {
+                    LimitKind::Counters => limits.max_counters,
+                    LimitKind::Actors => limits.max_actors,
+                    LimitKind::Entries => limits.max_entries,
+                };
+                self.events.push_back(Event::LimitReached {
+                    kind,
+                    limit,
+                    refused: std::mem::take(&mut self.limit_pending[i]),
+                });
+                self.limit_reported[i] = Some(now);
+            }
+        }
+    }
+
+    fn report_refusal(&mut self, from: SocketAddr, now: Instant) {
+        let due = self
+            .refusal_reported
+            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+        if due {
+            let (conflicting, own_refused) = std::mem::take(&mut self.refusal_pending);
+            self.events.push_back(Event::Refused {
+                from,
+                conflicting,
+                own_refused,
+            });
+            self.refusal_reported = Some(now);
+        }
+    }
+
+    fn internal_error(&mut self, what: String) {
+        self.stats.internal_errors += 1;
+        self.events.push_back(Event::InternalError(what));
     }
 
     /// Runs everything that is due at `now`: SWIM timers and the gossip round.
@@ -461,31 +602,30 @@ impl Node {
     }
 
     /// When [`Node::handle_timeout`] should next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let swim = self.timers.peek().map(|Reverse(s)| s.at);
         Some(swim.map_or(self.next_round, |at| at.min(self.next_round)))
     }
 
     /// The next message to send, if any.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// The next event, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     fn round(&mut self, now: Instant) {
         self.stats.rounds += 1;
-        // Under `Persistence::Required` the runtime folds adds as part of its commits:
-        // folding here would re-stamp own entries above the durable version between two
-        // commits, and they could not be served until the next commit.
-        if self.store.persistence() == Persistence::None {
-            let outcome = self.store.flush();
-            self.events
-                .extend(outcome.saturated.into_iter().map(Event::Saturated));
-        }
+        let outcome = self.store.flush();
+        self.events
+            .extend(outcome.saturated.into_iter().map(Event::Saturated));
+        self.report_limits(now);
         self.push_fresh();
         self.anti_entropy();
         if self.members.is_empty() && !self.seeds.is_empty() && now >= self.next_rejoin {
@@ -501,43 +641,51 @@ impl Node {
 
     /// Sends this node's own entries changed since the last push to `fanout` peers.
     fn push_fresh(&mut self) {
-        let stable = self.store.stable_version();
-        if stable <= self.pushed_version || !self.store.own_entries_servable() {
+        let local = self.store.local_version();
+        if local <= self.pushed_version {
             return;
         }
         let after = self.pushed_version;
-        self.pushed_version = stable;
+        self.pushed_version = local;
         if self.members.is_empty() {
             return;
         }
-        let mut wants = vec![None; self.store.actor_count()];
-        wants[ME as usize] = Some(after);
-        let payloads: Vec<Vec<u8>> = self
-            .store
-            .deltas_for_wants(&wants, self.config.max_message_bytes, usize::MAX)
-            .expect("max_message_bytes was validated against the minimum budget")
+        let targets = self.choose_members(self.config.fanout);
+        // One encoding for every target, within the smallest of their budgets.
+        let budget = targets
             .iter()
-            .map(encode_delta)
-            .collect();
-        for target in self.choose_members(self.config.fanout) {
+            .filter_map(|t| self.peer_budgets.get(t))
+            .fold(self.budget, |b, &theirs| b.min(theirs));
+        let mut payloads = Vec::new();
+        let mut failures = Vec::new();
+        for delta in self
+            .store
+            .deltas_for_wants(&[(ME, after)], budget, usize::MAX)
+        {
+            match crate::wire::encode_delta(&delta) {
+                Ok(payload) => payloads.push(payload),
+                Err(error) => failures.push(error.to_string()),
+            }
+        }
+        for failure in failures {
+            self.internal_error(failure);
+        }
+        for target in targets {
             for payload in &payloads {
                 self.send(target, Channel::Stream, MessageKind::Delta, payload.clone());
             }
         }
     }
 
-    /// Sends this node's digest to one random member.
+    /// Starts an anti-entropy exchange with one random member.
     fn anti_entropy(&mut self) {
         let Some(target) = self.choose_members(1).pop() else {
             return;
         };
-        let requests = self
-            .store
-            .sync_requests(self.config.max_message_bytes)
-            .expect("max_message_bytes was validated against the minimum budget");
-        for request in requests {
-            let payload = encode_sync(&request);
-            self.send(target, Channel::Stream, MessageKind::Sync, payload);
+        let request = self.store.sync_start(self.budget);
+        match crate::wire::encode_sync(&request) {
+            Ok(payload) => self.send(target, Channel::Stream, MessageKind::Sync, payload),
+            Err(error) => self.internal_error(error.to_string()),
         }
     }
 
@@ -604,7 +752,8 @@ impl Node {
             OwnedNotification::MemberDown(id) => {
                 self.members.retain(|m| *m != id);
                 self.acknowledged.remove(&id.addr());
-                self.sync_answered.remove(&Some(id.addr()));
+                self.allowances.remove(&Some(id.addr()));
+                self.peer_budgets.remove(&id.addr());
                 self.events.push_back(Event::MemberDown(id));
             }
             OwnedNotification::Rename(old, new) => {
@@ -627,14 +776,4 @@ impl Node {
             }
         }
     }
-}
-
-/// Encodes a delta built by the store, which always satisfies the structural rules.
-fn encode_delta(delta: &crate::Delta<'_>) -> Vec<u8> {
-    crate::wire::encode_delta(delta).expect("deltas built by the store are valid")
-}
-
-/// Encodes a sync request built by the store, which always satisfies the rules.
-fn encode_sync(request: &crate::SyncRequest) -> Vec<u8> {
-    crate::wire::encode_sync(request).expect("sync requests built by the store are valid")
 }

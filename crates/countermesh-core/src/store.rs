@@ -16,25 +16,34 @@ use hashbrown::HashTable;
 
 use crate::actors::{ActorIdx, Actors, ME};
 use crate::cell::Cell;
+use crate::index::VersionIndex;
 use crate::{ActorId, Counter, CounterName, NameError, name};
 
 /// Default bound on distinct counters in one store; see [`Limits`].
 pub const DEFAULT_MAX_COUNTERS: usize = 1_000_000;
 /// Default bound on distinct actors in one store; see [`Limits`].
 pub const DEFAULT_MAX_ACTORS: usize = 65_536;
+/// Default bound on (counter, actor) entries in one store; see [`Limits`]. At about
+/// 70 bytes per entry (the entry, its version-index slot and its share of the counter)
+/// this caps a store near 560 MB.
+pub const DEFAULT_MAX_ENTRIES: usize = 8_000_000;
 
 /// Bounds that keep a misbehaving peer from growing a store without limit.
 ///
 /// When a delta would exceed a bound, the entries that do not fit are rejected and the
 /// watermark of their actor is *not* advanced, so nothing is silently claimed as seen:
 /// the entries are offered again by the next anti-entropy round, after an operator has
-/// raised the limit.
+/// raised the limit. Every refusal is counted and reported as
+/// [`Event::LimitReached`](crate::Event::LimitReached). This node's own entries are
+/// never refused by `max_entries` (they are bounded by the counters it creates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Maximum number of distinct counters.
     pub max_counters: usize,
     /// Maximum number of distinct actors, this node included.
     pub max_actors: usize,
+    /// Maximum number of (counter, actor) entries.
+    pub max_entries: usize,
 }
 
 impl Default for Limits {
@@ -42,27 +51,44 @@ impl Default for Limits {
         Self {
             max_counters: DEFAULT_MAX_COUNTERS,
             max_actors: DEFAULT_MAX_ACTORS,
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
 }
 
-/// When this node's own folded changes may be gossiped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Persistence {
-    /// Own changes are gossiped as soon as they are flushed. For nodes without durable
-    /// storage: if the process dies, its un-gossiped adds die with it, and a restarted
-    /// node must use a fresh [`ActorId`].
-    #[default]
-    None,
-    /// Own changes are gossiped only after the runtime reports them durable with
-    /// [`Store::mark_durable`]. This is what makes a restart from the data directory
-    /// safe: no peer can hold a version of this actor that the disk does not, so a
-    /// restarted node never reuses a version number for different contents.
-    Required,
+/// Which [`Limits`] bound refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// [`Limits::max_counters`].
+    Counters,
+    /// [`Limits::max_actors`].
+    Actors,
+    /// [`Limits::max_entries`].
+    Entries,
+}
+
+impl LimitKind {
+    /// All kinds.
+    pub const ALL: [LimitKind; 3] = [LimitKind::Counters, LimitKind::Actors, LimitKind::Entries];
+
+    /// Lower-case name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Counters => "counters",
+            LimitKind::Actors => "actors",
+            LimitKind::Entries => "entries",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Why [`Store::counter`] could not hand out a counter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CounterError {
     /// The name is not a valid counter name.
     #[error(transparent)]
@@ -114,6 +140,19 @@ pub(crate) struct Entry {
     pub(crate) n: u64,
 }
 
+/// What merging one remote entry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merge {
+    /// The entry changed the store.
+    Changed,
+    /// The store already held it (or something newer).
+    Unchanged,
+    /// Another counter already holds this actor's version: refused.
+    Conflict,
+    /// [`Limits::max_entries`] refused a new entry.
+    Full,
+}
+
 /// This node's hot-path state for a counter that has a handle.
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -148,11 +187,16 @@ impl Slot {
 /// The store is sans-io: it never reads a clock, touches a socket or a file, or spawns a
 /// thread. [`Counter`] handles add to it lock-free; [`Store::flush`] folds those adds
 /// into this node's CRDT entries, each changed entry receiving a new version of this
-/// node's actor; [`Store::digest`], [`Store::delta_for`] and [`Store::apply_delta`]
+/// node's actor; [`Store::delta_for`], [`Store::answer_sync`] and [`Store::apply_delta`]
 /// exchange exactly the entries a peer lacks.
 ///
+/// A store's actor lives exactly as long as the store: a node that restarts, even from
+/// its data directory, gets a new actor and keeps the old one's entries as a peer's
+/// (see [`Store::restore`]). So no actor ever issues a version twice, whatever happens
+/// to disks, backups or cloned machines.
+///
 /// ```
-/// use countermesh_core::{ActorId, Store};
+/// use countermesh_core::{ActorId, MessageBudget, Store};
 ///
 /// let mut a = Store::new(ActorId::from_u64(1), 1);
 /// let mut b = Store::new(ActorId::from_u64(2), 2);
@@ -162,10 +206,11 @@ impl Slot {
 /// b.flush();
 ///
 /// // Each side sends what the other's digest lacks.
-/// for delta in a.delta_for(&b.digest(), 1200).unwrap() {
+/// let budget = MessageBudget::new(1200).unwrap();
+/// for delta in a.delta_for(&b.digest(), budget) {
 ///     b.apply_delta(&delta).unwrap();
 /// }
-/// for delta in b.delta_for(&a.digest(), 1200).unwrap() {
+/// for delta in b.delta_for(&a.digest(), budget) {
 ///     a.apply_delta(&delta).unwrap();
 /// }
 /// assert_eq!(a.value("hits"), Some(3));
@@ -175,25 +220,28 @@ impl Slot {
 #[derive(Debug)]
 pub struct Store {
     pub(crate) me: ActorId,
-    pub(crate) persistence: Persistence,
     pub(crate) limits: Limits,
     pub(crate) actors: Actors,
     pub(crate) slots: Vec<Slot>,
     index: HashTable<u32>,
     hasher: FixedState,
+    /// Which slot holds each `(actor, version)`.
+    pub(crate) versions: VersionIndex,
+    /// Entries across all slots.
+    entry_count: usize,
     /// Slots that have a [`Local`] (a handle was created), in creation order.
     local_slots: Vec<u32>,
-    /// Highest version assigned to an own entry.
+    /// Highest version assigned to an own entry; also this actor's watermark, since the
+    /// store holds every version it issued.
     pub(crate) local_version: u64,
-    /// Highest own version that may be gossiped (see [`Persistence`]).
-    pub(crate) stable_version: u64,
-    /// Whether changed entries are remembered for [`Store::take_changes`]; on under
-    /// [`Persistence::Required`].
+    /// Whether changed entries are remembered for [`Store::take_changes`].
     pub(crate) track_changes: bool,
     /// Slots holding at least one dirty entry.
     pub(crate) dirty_slots: Vec<u32>,
     /// Per actor index, the watermark last handed out by [`Store::take_changes`].
     pub(crate) taken_watermarks: Vec<u64>,
+    /// Refusals by limit since the last [`Store::take_limit_hits`], by [`LimitKind`].
+    limit_hits: [u64; 3],
 }
 
 impl Store {
@@ -204,29 +252,30 @@ impl Store {
     pub fn new(me: ActorId, hash_seed: u64) -> Self {
         Self {
             me,
-            persistence: Persistence::None,
             limits: Limits::default(),
             actors: Actors::new(me, hash_seed),
             slots: Vec::new(),
             index: HashTable::new(),
             hasher: FixedState::with_seed(hash_seed),
+            versions: VersionIndex::default(),
+            entry_count: 0,
             local_slots: Vec::new(),
             local_version: 0,
-            stable_version: 0,
             track_changes: false,
             dirty_slots: Vec::new(),
             taken_watermarks: Vec::new(),
+            limit_hits: [0; 3],
         }
     }
 
-    /// Sets when own changes may be gossiped. See [`Persistence`].
-    pub fn with_persistence(mut self, persistence: Persistence) -> Self {
-        self.persistence = persistence;
-        self.track_changes = persistence == Persistence::Required;
+    /// Remembers changed entries and watermarks for [`Store::take_changes`], which a
+    /// runtime with a data directory calls to commit them. Off by default.
+    pub fn with_change_tracking(mut self, on: bool) -> Self {
+        self.track_changes = on;
         self
     }
 
-    /// Sets the bounds on counters and actors. See [`Limits`].
+    /// Sets the bounds on counters, actors and entries. See [`Limits`].
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -235,6 +284,11 @@ impl Store {
     /// This store's own actor.
     pub fn actor_id(&self) -> ActorId {
         self.me
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Number of distinct counters known.
@@ -252,41 +306,25 @@ impl Store {
         self.actors.len()
     }
 
-    /// Highest version this node has assigned to one of its own entries.
+    /// Number of (counter, actor) entries held.
+    pub fn entry_count(&self) -> usize {
+        self.entry_count
+    }
+
+    /// Highest version this node has assigned to one of its own entries. Every own
+    /// version up to it may be gossiped.
     pub fn local_version(&self) -> u64 {
         self.local_version
     }
 
-    /// Highest own version that peers may be sent. Equal to [`Store::local_version`]
-    /// under [`Persistence::None`]; under [`Persistence::Required`] it trails it until
-    /// [`Store::mark_durable`] is called.
-    pub fn stable_version(&self) -> u64 {
-        self.stable_version
+    /// How many entries, actors or counters each limit refused since the last call, by
+    /// [`LimitKind::ALL`] order; resets the tally.
+    pub fn take_limit_hits(&mut self) -> [u64; 3] {
+        std::mem::take(&mut self.limit_hits)
     }
 
-    /// The persistence mode. See [`Persistence`].
-    pub fn persistence(&self) -> Persistence {
-        self.persistence
-    }
-
-    /// Whether this node's own entries may be sent right now.
-    ///
-    /// Under [`Persistence::Required`], a flush re-stamps an own entry with a version
-    /// above the durable one, and the entry's previous (durable) state is gone from
-    /// memory. Until the runtime marks the new versions durable, a run of this actor
-    /// claiming `upto = stable_version` would leave that entry out, and a peer would raise
-    /// its watermark without holding the entry's durable state; if this node then
-    /// crashed, the peer would never ask for it again. So own entries are served only
-    /// while every own version is durable.
-    pub fn own_entries_servable(&self) -> bool {
-        self.local_version == self.stable_version
-    }
-
-    /// Reports that all own entries up to `version` are durable, which allows them to
-    /// be gossiped. Versions above [`Store::local_version`] are clamped.
-    pub fn mark_durable(&mut self, version: u64) {
-        let version = version.min(self.local_version);
-        self.stable_version = self.stable_version.max(version);
+    pub(crate) fn hit_limit(&mut self, kind: LimitKind, count: usize) {
+        self.limit_hits[kind.index()] += count as u64;
     }
 
     /// A handle to the counter `name`, creating the counter (at value 0) if needed.
@@ -297,11 +335,15 @@ impl Store {
         name::validate_name(name)?;
         let idx = match self.find(name) {
             Some(idx) => idx,
-            None => self
-                .insert_slot(name)
-                .ok_or(CounterError::TooManyCounters {
-                    limit: self.limits.max_counters,
-                })?,
+            None => match self.insert_slot(name) {
+                Some(idx) => idx,
+                None => {
+                    self.hit_limit(LimitKind::Counters, 1);
+                    return Err(CounterError::TooManyCounters {
+                        limit: self.limits.max_counters,
+                    });
+                }
+            },
         };
         let slot = &mut self.slots[idx as usize];
         let local = slot.local.get_or_insert_with(|| {
@@ -358,54 +400,99 @@ impl Store {
     pub fn flush(&mut self) -> FlushOutcome {
         let mut outcome = FlushOutcome::default();
         for i in 0..self.local_slots.len() {
-            let slot_idx = self.local_slots[i] as usize;
-            let slot = &mut self.slots[slot_idx];
-            let Some(local) = slot.local.as_mut() else {
+            let slot_idx = self.local_slots[i];
+            let Some(local) = self.slots[slot_idx as usize].local.as_ref() else {
                 continue;
             };
             let delta = local.cell.local_sum() - local.folded;
             if delta == 0 {
                 continue;
             }
-            let pos = own_entry_position(&mut slot.entries);
-            let entry = &mut slot.entries[pos];
-            // Net folding: P and N stay grow-only, and P - N equals the local sum.
-            let applied = if delta > 0 {
-                let room = u64::MAX - entry.p;
-                let step = u64::try_from(delta).unwrap_or(u64::MAX).min(room);
-                entry.p += step;
-                i128::from(step)
-            } else {
-                let room = u64::MAX - entry.n;
-                let step = u64::try_from(-delta).unwrap_or(u64::MAX).min(room);
-                entry.n += step;
-                -i128::from(step)
+            // Versions are checked, not wrapped: 2^62 of them take centuries to issue,
+            // and past the limit adds stay pending rather than reuse a version.
+            let Some(version) = self
+                .local_version
+                .checked_add(1)
+                .filter(|&v| v <= crate::wire::MAX_VERSION)
+            else {
+                outcome
+                    .saturated
+                    .push(self.slots[slot_idx as usize].name.clone());
+                continue;
             };
+            let (applied, old_version) = self.fold_own(slot_idx, delta, version);
             if applied != delta {
-                outcome.saturated.push(slot.name.clone());
+                outcome
+                    .saturated
+                    .push(self.slots[slot_idx as usize].name.clone());
             }
             if applied == 0 {
                 continue;
             }
-            local.folded += applied;
-            slot.total += applied;
-            // The published value is `total - folded`, which folding leaves unchanged, so
-            // readers never see a flush as a jump.
-            self.local_version += 1;
-            entry.version = self.local_version;
+            self.versions.moved(ME, slot_idx, old_version, version);
+            self.local_version = version;
             outcome.changed += 1;
-            if self.track_changes {
-                entry.dirty = true;
-                if !slot.dirty {
-                    slot.dirty = true;
-                    self.dirty_slots.push(slot_idx as u32);
-                }
+        }
+        self.actors.set_watermark(ME, self.local_version);
+        outcome
+    }
+
+    /// Adds as much of `delta` to this node's entry of `slot_idx` as P and N can hold,
+    /// stamping it with `version`. Returns the amount applied and the entry's previous
+    /// version (0 if it had none).
+    fn fold_own(&mut self, slot_idx: u32, delta: i128, version: u64) -> (i128, u64) {
+        let track = self.track_changes;
+        let slot = &mut self.slots[slot_idx as usize];
+        let has_entry = slot.entries.first().is_some_and(|e| e.actor == ME);
+        let (p, n) = slot
+            .entries
+            .first()
+            .filter(|_| has_entry)
+            .map_or((0, 0), |e| (e.p, e.n));
+        // Net folding: P and N stay grow-only, and P - N equals the local sum.
+        let (new_p, new_n, applied) = if delta > 0 {
+            let step = u64::try_from(delta).unwrap_or(u64::MAX).min(u64::MAX - p);
+            (p + step, n, i128::from(step))
+        } else {
+            let step = u64::try_from(-delta).unwrap_or(u64::MAX).min(u64::MAX - n);
+            (p, n + step, -i128::from(step))
+        };
+        if applied == 0 {
+            return (0, 0);
+        }
+        if !has_entry {
+            grow_for_one(&mut slot.entries);
+            slot.entries.insert(
+                0,
+                Entry {
+                    actor: ME,
+                    dirty: false,
+                    version: 0,
+                    p: 0,
+                    n: 0,
+                },
+            );
+            self.entry_count += 1;
+        }
+        let entry = &mut slot.entries[0];
+        let old_version = entry.version;
+        entry.p = new_p;
+        entry.n = new_n;
+        entry.version = version;
+        if let Some(local) = slot.local.as_mut() {
+            local.folded += applied;
+        }
+        slot.total += applied;
+        // The published value is `total - folded`, which folding leaves unchanged, so
+        // readers never see a flush as a jump.
+        if track {
+            entry.dirty = true;
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty_slots.push(slot_idx);
             }
         }
-        if self.persistence == Persistence::None {
-            self.stable_version = self.local_version;
-        }
-        outcome
+        (applied, old_version)
     }
 
     /// The contiguous watermark this store holds for `actor` (0 if unknown).
@@ -416,11 +503,7 @@ impl Store {
     }
 
     pub(crate) fn watermark_of(&self, idx: ActorIdx) -> u64 {
-        if idx == ME {
-            self.stable_version
-        } else {
-            self.actors.watermark(idx)
-        }
+        self.actors.watermark(idx)
     }
 
     pub(crate) fn find(&self, name: &str) -> Option<u32> {
@@ -464,7 +547,12 @@ impl Store {
         Some(idx)
     }
 
-    /// Merges one remote entry (per-actor maximum). Returns whether anything changed.
+    /// Merges one remote entry of a peer actor (per-actor maximum).
+    ///
+    /// Refuses an entry whose `(actor, version)` another counter already holds: an actor
+    /// issues each version for exactly one change of one counter, so a second counter
+    /// claiming it is corrupt or forged, and storing both would break every run built
+    /// from them.
     pub(crate) fn merge_entry(
         &mut self,
         slot_idx: u32,
@@ -472,22 +560,45 @@ impl Store {
         version: u64,
         p: u64,
         n: u64,
-    ) -> bool {
-        let track = self.track_changes;
-        let slot = &mut self.slots[slot_idx as usize];
+    ) -> Merge {
+        debug_assert_ne!(actor, ME, "own entries are never merged");
+        if self
+            .versions
+            .get(actor, version)
+            .is_some_and(|holder| holder != slot_idx)
+        {
+            return Merge::Conflict;
+        }
+        let Self {
+            slots,
+            versions,
+            dirty_slots,
+            entry_count,
+            limits,
+            track_changes,
+            ..
+        } = self;
+        let track = *track_changes;
+        let slot = &mut slots[slot_idx as usize];
         let (changed, diff) = match slot.entries.binary_search_by_key(&actor, |e| e.actor) {
             Ok(pos) => {
                 let entry = &mut slot.entries[pos];
                 let (new_p, new_n) = (entry.p.max(p), entry.n.max(n));
                 let diff = i128::from(new_p - entry.p) - i128::from(new_n - entry.n);
                 let changed = new_p != entry.p || new_n != entry.n || version > entry.version;
+                if version > entry.version {
+                    versions.moved(actor, slot_idx, entry.version, version);
+                    entry.version = version;
+                }
                 entry.p = new_p;
                 entry.n = new_n;
-                entry.version = entry.version.max(version);
                 entry.dirty |= changed && track;
                 (changed, diff)
             }
             Err(pos) => {
+                if *entry_count >= limits.max_entries {
+                    return Merge::Full;
+                }
                 grow_for_one(&mut slot.entries);
                 slot.entries.insert(
                     pos,
@@ -499,37 +610,24 @@ impl Store {
                         n,
                     },
                 );
+                *entry_count += 1;
+                versions.moved(actor, slot_idx, 0, version);
                 (true, i128::from(p) - i128::from(n))
             }
         };
         if changed && track && !slot.dirty {
             slot.dirty = true;
-            self.dirty_slots.push(slot_idx);
+            dirty_slots.push(slot_idx);
         }
         if diff != 0 {
             slot.total += diff;
             slot.publish();
         }
-        if actor == ME && version > self.local_version {
-            // A peer holds a newer version of our own state than we do: our state was
-            // lost or restored from an older copy. Adopting it (done above, by maximum)
-            // recovers the lost counts; moving our version past it keeps the next flush
-            // from reusing a version number that peers already associate with other
-            // contents.
-            self.local_version = version;
-            if self.persistence == Persistence::None {
-                self.stable_version = version;
-            }
+        if changed {
+            Merge::Changed
+        } else {
+            Merge::Unchanged
         }
-        changed
-    }
-
-    /// Iterates over `(slot index, entry)` for every entry of every counter.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (u32, &Entry)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .flat_map(|(i, slot)| slot.entries.iter().map(move |e| (i as u32, e)))
     }
 
     /// Exports counter `name` as a `crdts::PNCounter` keyed by [`ActorId`], the reference
@@ -563,12 +661,17 @@ impl Store {
     ///
     /// Entries merge by per-actor maximum; watermarks move to the other store's where it
     /// is ahead, because after this merge everything the other store held is held here.
+    /// Entries of this store's own actor are skipped (this store holds its own newest).
     pub fn merge(&mut self, other: &Store) -> crate::ApplyOutcome {
         let mut outcome = crate::ApplyOutcome::default();
         let mut complete = vec![true; other.actors.len()];
         let mut mapped: Vec<Option<ActorIdx>> = Vec::with_capacity(other.actors.len());
         for (_, id) in other.actors.iter() {
-            mapped.push(self.actors.intern(id, self.limits.max_actors));
+            let idx = self.actors.intern(id, self.limits.max_actors);
+            if idx.is_none() {
+                self.hit_limit(LimitKind::Actors, 1);
+            }
+            mapped.push(idx);
         }
         for slot in &other.slots {
             let Some(slot_idx) = self.find_or_insert(&slot.name) else {
@@ -576,24 +679,29 @@ impl Store {
                     complete[entry.actor as usize] = false;
                     outcome.rejected += 1;
                 }
+                self.hit_limit(LimitKind::Counters, 1);
                 continue;
             };
             for entry in &slot.entries {
-                // The other store's own entries above its stable version are not
-                // public yet; skip them exactly as its deltas would.
-                if entry.actor == ME && entry.version > other.stable_version {
-                    complete[ME as usize] = false;
+                let Some(actor) = mapped[entry.actor as usize] else {
+                    complete[entry.actor as usize] = false;
+                    outcome.rejected += 1;
+                    continue;
+                };
+                if actor == ME {
                     continue;
                 }
-                match mapped[entry.actor as usize] {
-                    Some(actor) => {
-                        if self.merge_entry(slot_idx, actor, entry.version, entry.p, entry.n) {
-                            outcome.changed += 1;
-                        }
+                match self.merge_entry(slot_idx, actor, entry.version, entry.p, entry.n) {
+                    Merge::Changed => outcome.changed += 1,
+                    Merge::Unchanged => {}
+                    Merge::Conflict => {
+                        complete[entry.actor as usize] = false;
+                        outcome.conflicting += 1;
                     }
-                    None => {
+                    Merge::Full => {
                         complete[entry.actor as usize] = false;
                         outcome.rejected += 1;
+                        self.hit_limit(LimitKind::Entries, 1);
                     }
                 }
             }
@@ -609,6 +717,54 @@ impl Store {
         }
         outcome
     }
+
+    /// Checks the store's internal invariants, for tests and fuzzers: every entry's
+    /// version is indexed at its slot and nowhere else, actors' versions are unique,
+    /// totals equal the sum of entries, own entries are at or below the local version.
+    /// Returns a description of the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut indexed = 0usize;
+        let mut entries = 0usize;
+        for (slot_idx, slot) in self.slots.iter().enumerate() {
+            let mut total = 0i128;
+            for pair in slot.entries.windows(2) {
+                if pair[0].actor >= pair[1].actor {
+                    return Err(format!("{}: entries not sorted by actor", slot.name));
+                }
+            }
+            for e in &slot.entries {
+                entries += 1;
+                total += i128::from(e.p) - i128::from(e.n);
+                if e.actor == ME && e.version > self.local_version {
+                    return Err(format!("{}: own entry above the local version", slot.name));
+                }
+                if e.version > 0 {
+                    indexed += 1;
+                    if self.versions.get(e.actor, e.version) != Some(slot_idx as u32) {
+                        return Err(format!(
+                            "{}: version {} of actor {} is not indexed at its slot",
+                            slot.name,
+                            e.version,
+                            self.actors.id(e.actor)
+                        ));
+                    }
+                }
+            }
+            if total != slot.total {
+                return Err(format!("{}: total out of step", slot.name));
+            }
+        }
+        if indexed != self.versions.len() {
+            return Err("version index holds stale versions".into());
+        }
+        if entries != self.entry_count {
+            return Err("entry count out of step".into());
+        }
+        if self.watermark_of(ME) != self.local_version {
+            return Err("own watermark differs from the local version".into());
+        }
+        Ok(())
+    }
 }
 
 fn slot_value(slot: &Slot) -> i128 {
@@ -616,24 +772,6 @@ fn slot_value(slot: &Slot) -> i128 {
         Some(local) => slot.total + (local.cell.local_sum() - local.folded),
         None => slot.total,
     }
-}
-
-/// Position of the own entry (actor 0 sorts first), inserting an empty one if missing.
-fn own_entry_position(entries: &mut Vec<Entry>) -> usize {
-    if entries.first().is_none_or(|e| e.actor != ME) {
-        grow_for_one(entries);
-        entries.insert(
-            0,
-            Entry {
-                actor: ME,
-                dirty: false,
-                version: 0,
-                p: 0,
-                n: 0,
-            },
-        );
-    }
-    0
 }
 
 /// Grows small entry vectors one element at a time so a counter with ten actors holds

@@ -1,5 +1,7 @@
-//! A deterministic in-memory cluster: many [`Node`]s, a virtual clock, a seeded RNG and
-//! a network that drops, duplicates, delays, reorders and partitions messages.
+//! A deterministic in-memory cluster: many [`Node`]s, a virtual clock, a seeded RNG, a
+//! network that drops, duplicates, delays, reorders and partitions messages, and (if
+//! asked) a data directory per node behind a group committer with latency, jitter and
+//! failures, so crashes and restarts from disk are part of the model.
 //!
 //! Everything that varies comes from one seed, so a failing run is reproduced exactly by
 //! its seed; the cluster prints it if the test panics (rerun with
@@ -14,7 +16,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
 
-use crate::{ActorId, Channel, Config, Counter, Event, Node, NodeId, Persistence, Store};
+use crate::{
+    ActorId, Changes, Channel, Config, Counter, Event, Limits, Node, NodeId, Restored, Store,
+    StoredEntry,
+};
 
 /// Faults the simulated network applies to every message, independently.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +53,89 @@ impl Faults {
             max_delay: Duration::from_millis(30),
         }
     }
+}
+
+/// A data directory per node, written by a group committer as the runtime's is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Durability {
+    /// How often the committer folds adds and starts a commit.
+    pub commit_interval: Duration,
+    /// Shortest time a commit takes (the fsync).
+    pub min_latency: Duration,
+    /// Longest time a commit takes; the spread is jitter.
+    pub max_latency: Duration,
+    /// Probability that a commit fails; its changes are retried with the next one.
+    pub failure: f64,
+}
+
+impl Durability {
+    /// Instant, reliable storage committing every 50 ms.
+    pub const INSTANT: Durability = Durability {
+        commit_interval: Duration::from_millis(50),
+        min_latency: Duration::ZERO,
+        max_latency: Duration::ZERO,
+        failure: 0.0,
+    };
+}
+
+/// What a node's data directory holds: the durable state of its latest incarnation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disk {
+    actor: Option<ActorId>,
+    local_version: u64,
+    entries: std::collections::BTreeMap<(String, ActorId), (u64, u64, u64)>,
+    watermarks: std::collections::BTreeMap<ActorId, u64>,
+}
+
+impl Disk {
+    fn commit(&mut self, changes: &Changes) {
+        for e in &changes.entries {
+            self.entries
+                .insert((e.name.to_string(), e.actor), (e.version, e.p, e.n));
+        }
+        for &(actor, version) in &changes.watermarks {
+            self.watermarks.insert(actor, version);
+        }
+        self.local_version = self.local_version.max(changes.local_version);
+    }
+
+    /// A new incarnation takes over the directory: the old actor's committed version
+    /// becomes a watermark, as the runtime's storage does at start.
+    fn begin(&mut self, actor: ActorId) {
+        if let Some(previous) = self.actor.replace(actor) {
+            let held = self.watermarks.entry(previous).or_insert(0);
+            *held = (*held).max(self.local_version);
+        }
+        self.local_version = 0;
+    }
+
+    fn restored(&self) -> Option<Restored<'static>> {
+        let actor = self.actor?;
+        Some(Restored {
+            actor,
+            local_version: self.local_version,
+            entries: self
+                .entries
+                .iter()
+                .map(|((name, actor), &(version, p, n))| StoredEntry {
+                    name: name.clone().into(),
+                    actor: *actor,
+                    version,
+                    p,
+                    n,
+                })
+                .collect(),
+            watermarks: self.watermarks.iter().map(|(&a, &v)| (a, v)).collect(),
+        })
+    }
+}
+
+/// The committer of one node: what it is writing and what failed and waits for retry.
+#[derive(Debug, Default)]
+struct Committer {
+    next_commit: Option<Instant>,
+    in_flight: Option<(Instant, Changes, bool)>,
+    carry: Option<Changes>,
 }
 
 /// A message on the simulated wire.
@@ -85,6 +173,7 @@ pub struct SimNode {
     /// The protocol node.
     pub node: Node,
     counters: HashMap<String, Counter>,
+    committer: Committer,
 }
 
 /// A message that was larger than the budget of the channel it was sent on.
@@ -121,11 +210,15 @@ pub struct Cluster {
     seed: u64,
     rng: SmallRng,
     config: Config,
-    persistence: Persistence,
+    durability: Option<Durability>,
     start: Instant,
     now: Instant,
     nodes: Vec<Option<SimNode>>,
     addrs: Vec<SocketAddr>,
+    /// Per node, its data directory (only with [`Cluster::set_durability`]).
+    disks: Vec<Disk>,
+    /// Per node, its latest incarnation number.
+    incarnations: Vec<u64>,
     /// Partition group per node; messages only flow within a group.
     groups: Vec<u32>,
     wire: BinaryHeap<InFlight>,
@@ -154,11 +247,13 @@ impl Cluster {
             seed,
             rng: SmallRng::seed_from_u64(seed),
             config,
-            persistence: Persistence::None,
+            durability: None,
             start,
             now: start,
             nodes: Vec::new(),
             addrs: Vec::new(),
+            disks: Vec::new(),
+            incarnations: Vec::new(),
             groups: Vec::new(),
             wire: BinaryHeap::new(),
             wire_seq: 0,
@@ -184,11 +279,11 @@ impl Cluster {
         self.faults = faults;
     }
 
-    /// Sets the persistence mode of nodes added from now on. Under
-    /// [`Persistence::Required`] the cluster folds each node's adds and marks them durable
-    /// right before every timer, as a runtime with instant storage would.
-    pub fn set_persistence(&mut self, persistence: Persistence) {
-        self.persistence = persistence;
+    /// Gives nodes added or restarted from now on a data directory written by a
+    /// committer with the given latency, jitter and failure rate. Without one (the
+    /// default), a restarted node starts empty.
+    pub fn set_durability(&mut self, durability: Option<Durability>) {
+        self.durability = durability;
     }
 
     /// Number of nodes ever added (crashed ones included).
@@ -220,9 +315,34 @@ impl Cluster {
             )),
             7946,
         );
+        self.nodes.push(None);
+        self.addrs.push(addr);
+        self.groups.push(0);
+        self.disks.push(Disk::default());
+        self.incarnations.push(0);
+        self.boot(index);
+        index
+    }
+
+    /// Starts node `index` (not running) as a new incarnation with a fresh actor: from
+    /// its data directory if it has one, else empty. Joins through the lowest-numbered
+    /// running node.
+    fn boot(&mut self, index: usize) {
         let actor = ActorId::random(&mut self.rng);
-        let store = Store::new(actor, self.rng.next_u64()).with_persistence(self.persistence);
-        let id = NodeId::new(addr, actor, 1);
+        let hash_seed = self.rng.next_u64();
+        let store = match (self.durability, self.disks[index].restored()) {
+            (Some(_), Some(restored)) => {
+                Store::restore(&restored, actor, hash_seed, Limits::default())
+                    .expect("the committed state restores")
+            }
+            _ => Store::new(actor, hash_seed),
+        };
+        let store = store.with_change_tracking(self.durability.is_some());
+        if self.durability.is_some() {
+            self.disks[index].begin(actor);
+        }
+        self.incarnations[index] += 1;
+        let id = NodeId::new(self.addrs[index], actor, self.incarnations[index]);
         let node = Node::new(
             self.config.clone(),
             id,
@@ -232,18 +352,39 @@ impl Cluster {
         )
         .expect("the cluster's config is valid");
         let seed = self.alive().first().map(|&i| self.addrs[i]);
-        self.nodes.push(Some(SimNode {
+        let committer = Committer {
+            next_commit: self.durability.map(|d| self.now + d.commit_interval),
+            ..Committer::default()
+        };
+        self.nodes[index] = Some(SimNode {
             node,
             counters: HashMap::new(),
-        }));
-        self.addrs.push(addr);
-        self.groups.push(0);
+            committer,
+        });
         if let Some(seed) = seed {
             let now = self.now;
             self.node_mut(index).join(seed, now);
             self.collect(index);
         }
-        index
+    }
+
+    /// Restarts crashed node `index` at its address as a new incarnation (a fresh actor):
+    /// from its data directory if the cluster has durability, else empty.
+    pub fn restart(&mut self, index: usize) {
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        self.boot(index);
+    }
+
+    /// A copy of node `index`'s data directory (for example, to restore an old backup
+    /// later with [`Cluster::restore_disk`]).
+    pub fn disk(&self, index: usize) -> Disk {
+        self.disks[index].clone()
+    }
+
+    /// Replaces crashed node `index`'s data directory with `disk`.
+    pub fn restore_disk(&mut self, index: usize, disk: Disk) {
+        assert!(self.nodes[index].is_none(), "node {index} is running");
+        self.disks[index] = disk;
     }
 
     /// Adds `n` nodes.
@@ -302,6 +443,18 @@ impl Cluster {
     /// then stops it.
     pub fn leave(&mut self, index: usize) {
         let now = self.now;
+        if self.durability.is_some() {
+            // `Mesh::shutdown` flushes to disk first and waits for it.
+            let sim = self.nodes[index].as_mut().expect("node is running");
+            let store = sim.node.store_mut();
+            store.flush();
+            let mut batch = sim.committer.carry.take().unwrap_or_default();
+            if let Some((_, in_flight, _)) = sim.committer.in_flight.take() {
+                batch.absorb(in_flight);
+            }
+            batch.absorb(store.take_changes());
+            self.disks[index].commit(&batch);
+        }
         let node = self.node_mut(index);
         node.gossip_now(now);
         node.leave(now);
@@ -368,14 +521,23 @@ impl Cluster {
         }
     }
 
+    /// The earliest thing node `index` waits for: a protocol timer or its committer.
+    fn next_due(sim: &SimNode) -> Option<Instant> {
+        let commit = sim
+            .committer
+            .in_flight
+            .as_ref()
+            .map(|(at, _, _)| *at)
+            .or(sim.committer.next_commit);
+        match (sim.node.poll_timeout(), commit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Processes the next event if it is due by `end`. Returns false if none is.
     fn step_until(&mut self, end: Instant) -> bool {
-        let next_timer = self
-            .nodes
-            .iter()
-            .flatten()
-            .filter_map(|n| n.node.poll_timeout())
-            .min();
+        let next_timer = self.nodes.iter().flatten().filter_map(Self::next_due).min();
         let next_message = self.wire.peek().map(|m| m.at);
         let next = match (next_timer, next_message) {
             (Some(a), Some(b)) => a.min(b),
@@ -394,26 +556,63 @@ impl Cluster {
             self.deliver(message);
         }
         for index in 0..self.nodes.len() {
+            self.run_committer(index);
             let due = self.nodes[index]
                 .as_ref()
                 .and_then(|n| n.node.poll_timeout())
                 .is_some_and(|at| at <= now);
             if due {
-                let persistence = self.persistence;
-                let node = self.node_mut(index);
-                if persistence == Persistence::Required {
-                    // What a runtime's group committer does with instant storage: fold,
-                    // take the changes (written nowhere), mark them durable.
-                    let store = node.store_mut();
-                    store.flush();
-                    let changes = store.take_changes();
-                    store.mark_durable(changes.local_version);
-                }
-                node.handle_timeout(now);
+                self.node_mut(index).handle_timeout(now);
                 self.collect(index);
             }
         }
         true
+    }
+
+    /// What the runtime's group committer does, with the configured latency and
+    /// failures: fold and take changes every interval, write them, and on failure carry
+    /// them over to the next commit.
+    fn run_committer(&mut self, index: usize) {
+        let (Some(durability), now) = (self.durability, self.now) else {
+            return;
+        };
+        let Some(sim) = self.nodes[index].as_mut() else {
+            return;
+        };
+        if let Some((at, _, _)) = &sim.committer.in_flight
+            && *at <= now
+        {
+            let Some((_, batch, ok)) = sim.committer.in_flight.take() else {
+                return;
+            };
+            if ok {
+                self.disks[index].commit(&batch);
+            } else {
+                sim.committer.carry = Some(batch);
+            }
+        }
+        let due = sim.committer.next_commit.is_some_and(|at| at <= now);
+        if !due || sim.committer.in_flight.is_some() {
+            return;
+        }
+        sim.committer.next_commit = Some(now + durability.commit_interval);
+        let store = sim.node.store_mut();
+        store.flush();
+        let changes = store.take_changes();
+        let mut batch = sim.committer.carry.take().unwrap_or_default();
+        batch.absorb(changes);
+        let span = durability
+            .max_latency
+            .saturating_sub(durability.min_latency)
+            .as_micros() as u64;
+        let latency = durability.min_latency
+            + Duration::from_micros(if span == 0 {
+                0
+            } else {
+                self.rng.random_range(0..=span)
+            });
+        let ok = !self.rng.random_bool(durability.failure);
+        sim.committer.in_flight = Some((now + latency, batch, ok));
     }
 
     fn deliver(&mut self, message: InFlight) {

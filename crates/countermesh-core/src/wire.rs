@@ -1,4 +1,6 @@
-//! The wire format: a 4-byte envelope followed by a bincode 2 body.
+//! The wire format: a 4-byte envelope followed by a bincode 2 body, and the exact size
+//! of every encoded message (the budget checks elsewhere use these functions, so the
+//! sizes live next to the encoders they mirror).
 //!
 //! ```text
 //! +------+------+---------+------+-----------------------------+
@@ -8,8 +10,15 @@
 //!
 //! `kind` 1 is a SWIM packet (foca's own encoding, see `swim_codec`), 2 a
 //! [`SyncRequest`], 3 a [`Delta`]. Integers in bodies are bincode's little-endian
-//! varints; actor ids are 8 fixed bytes; a delta's entry versions travel as gaps from the
-//! previous version, so a run of consecutive versions costs one byte each.
+//! varints; actor ids and summary hashes are 8 fixed bytes; a delta's entry versions
+//! travel as gaps from the previous version, so a run of consecutive versions costs one
+//! byte each.
+//!
+//! Protocol version 2 (this one) replaced version 1's full digests with summaries of
+//! actor ranges and added the requester's message budget to sync requests. Nodes of
+//! different versions refuse each other's messages with
+//! [`DecodeError::UnsupportedVersion`]; SWIM packets carry the envelope too, so mixed
+//! versions do not even see each other as members.
 //!
 //! Decoding never trusts a length prefix: inputs longer than the caller's maximum are
 //! refused before parsing, strings are bounded by bincode's byte limit, and sequences
@@ -25,17 +34,23 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::delta::{DeltaEntry, DeltaError, Run};
-use crate::digest::{Scope, SyncRequestError};
+use crate::digest::{Part, SyncRequestError};
+use crate::summary::ActorRange;
 use crate::{ActorId, Delta, SyncRequest};
 
 /// The two magic bytes every message starts with.
 pub const MAGIC: [u8; 2] = *b"CM";
 /// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Size of the envelope in bytes.
 pub const HEADER_LEN: usize = 4;
 /// Largest message any node will decode, whatever its configuration says.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Largest version number any message may carry (2^62). A node issuing a billion
+/// versions per second would need 146 years to reach it; refusing anything above keeps
+/// a peer's bogus `u64::MAX` from wrapping arithmetic or pinning a watermark at the top
+/// of the range.
+pub const MAX_VERSION: u64 = 1 << 62;
 
 const KIND_SWIM: u8 = 1;
 const KIND_SYNC: u8 = 2;
@@ -55,7 +70,7 @@ fn config() -> WireConfig {
 pub enum Message<'a> {
     /// A SWIM membership packet, opaque at this layer.
     Swim(Cow<'a, [u8]>),
-    /// A digest part asking for missing entries.
+    /// Digest summaries, pairs or wants: one step of an anti-entropy exchange.
     Sync(SyncRequest),
     /// Counter entries.
     Delta(Delta<'a>),
@@ -121,6 +136,7 @@ pub enum DecodeError {
 /// Why a [`Message`] could not be encoded (only possible for hand-built messages that
 /// break a structural rule).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// The delta breaks a structural rule.
     #[error("invalid delta: {0}")]
@@ -169,12 +185,8 @@ impl<'a> Message<'a> {
         match kind {
             KIND_SWIM => Ok(Message::Swim(Cow::Borrowed(body))),
             KIND_SYNC => {
-                let wire: WireSync<'_> = decode_body(bytes.len(), body)?;
-                let request = SyncRequest {
-                    scope: wire.scope,
-                    versions: wire.versions.into_owned(),
-                    pull_back: wire.pull_back,
-                };
+                let wire: WireSync = decode_body(bytes.len(), body)?;
+                let request = wire.into_request()?;
                 request.validate()?;
                 Ok(Message::Sync(request))
             }
@@ -207,28 +219,22 @@ pub fn encode_swim(payload: &[u8]) -> Vec<u8> {
 /// Encodes a sync request (as [`Message::Sync`] would) without cloning it first.
 pub fn encode_sync(request: &SyncRequest) -> Result<Vec<u8>, EncodeError> {
     request.validate()?;
-    let mut out = envelope(KIND_SYNC, request.encoded_len());
-    let wire = WireSync {
-        scope: request.scope,
-        versions: Cow::Borrowed(&request.versions),
-        pull_back: request.pull_back,
-    };
-    encode_body(&wire, &mut out)?;
+    let mut out = envelope(KIND_SYNC, sync_len(request));
+    encode_body(&WireSync::from_request(request), &mut out)?;
     Ok(out)
 }
 
 /// Encodes a delta (as [`Message::Delta`] would) without cloning it first.
 pub fn encode_delta(delta: &Delta<'_>) -> Result<Vec<u8>, EncodeError> {
     delta.validate()?;
-    let mut out = envelope(KIND_DELTA, delta.encoded_len());
+    let mut out = envelope(KIND_DELTA, delta_len(delta));
     encode_body(&WireDelta::from_delta(delta), &mut out)?;
     Ok(out)
 }
 
 fn encode_body<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let body = bincode::serde::encode_to_vec(value, config())
+    bincode::serde::encode_into_std_write(value, out, config())
         .map_err(|e| EncodeError::Bincode(e.to_string()))?;
-    out.extend_from_slice(&body);
     Ok(())
 }
 
@@ -253,6 +259,10 @@ fn decode_body<'a, T: Deserialize<'a>>(total: usize, body: &'a [u8]) -> Result<T
     Ok(value)
 }
 
+// ---------------------------------------------------------------------------------
+// Encoded sizes. Each mirrors the serde layout below; `tests::sizes_match_encoding`
+// and the property tests in tests/it/decode.rs check them against real encodings.
+
 /// Size of `value` as a bincode standard varint.
 pub(crate) const fn varint_len(value: u64) -> usize {
     if value < 251 {
@@ -266,12 +276,148 @@ pub(crate) const fn varint_len(value: u64) -> usize {
     }
 }
 
+/// Encoded size of a delta, envelope included.
+pub(crate) fn delta_len(delta: &Delta<'_>) -> usize {
+    delta_frame_len(delta.runs.len()) + delta.runs.iter().map(run_len).sum::<usize>()
+}
+
+/// Envelope plus the run count.
+pub(crate) fn delta_frame_len(runs: usize) -> usize {
+    HEADER_LEN + varint_len(runs as u64)
+}
+
+fn run_len(run: &Run<'_>) -> usize {
+    let mut previous = run.after;
+    let entries: usize = run
+        .entries
+        .iter()
+        .map(|e| {
+            let gap = e.version.saturating_sub(previous);
+            previous = e.version;
+            entry_len(e.name.len(), gap, e.p, e.n)
+        })
+        .sum();
+    run_header_len(run.after, run.upto, run.entries.len()) + entries
+}
+
+/// Encoded size of a run header: actor (8 fixed bytes), after, upto, entry count.
+pub(crate) fn run_header_len(after: u64, upto: u64, entries: usize) -> usize {
+    8 + varint_len(after) + varint_len(upto) + varint_len(entries as u64)
+}
+
+/// Encoded size of one entry (versions travel as gaps from the previous one).
+pub(crate) fn entry_len(name_len: usize, gap: u64, p: u64, n: u64) -> usize {
+    varint_len(name_len as u64) + name_len + varint_len(gap) + varint_len(p) + varint_len(n)
+}
+
+/// Encoded size of a sync request, envelope included.
+pub(crate) fn sync_len(request: &SyncRequest) -> usize {
+    sync_frame_len(request.budget, request.parts.len())
+        + request.parts.iter().map(part_len).sum::<usize>()
+}
+
+/// Envelope, budget and part count.
+pub(crate) fn sync_frame_len(budget: u32, parts: usize) -> usize {
+    HEADER_LEN + varint_len(u64::from(budget)) + varint_len(parts as u64)
+}
+
+/// Encoded size of one part of a sync request.
+pub(crate) fn part_len(part: &Part) -> usize {
+    match part {
+        Part::Summary { range, count, .. } => {
+            1 + range_len(range) + varint_len(u64::from(*count)) + 8
+        }
+        Part::Pairs { range, versions } => 1 + range_len(range) + pairs_len(versions),
+        Part::Want { versions } => 1 + pairs_len(versions),
+    }
+}
+
+fn range_len(range: &ActorRange) -> usize {
+    1 + varint_len(range.prefix())
+}
+
+fn pairs_len(versions: &[(ActorId, u64)]) -> usize {
+    varint_len(versions.len() as u64) + versions.iter().map(|(_, v)| pair_len(*v)).sum::<usize>()
+}
+
+/// Encoded size of one `(actor, version)` pair.
+pub(crate) const fn pair_len(version: u64) -> usize {
+    8 + varint_len(version)
+}
+
+// ---------------------------------------------------------------------------------
+// Serde layouts.
+
 #[derive(Serialize, Deserialize)]
-struct WireSync<'a> {
-    scope: Scope,
-    #[serde(deserialize_with = "bounded_cow_vec")]
-    versions: Cow<'a, [(ActorId, u64)]>,
-    pull_back: bool,
+struct WireSync {
+    budget: u32,
+    #[serde(deserialize_with = "bounded_vec")]
+    parts: Vec<WirePart>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum WirePart {
+    Summary {
+        range: ActorRange,
+        count: u32,
+        hash: [u8; 8],
+    },
+    Pairs {
+        range: ActorRange,
+        #[serde(deserialize_with = "bounded_vec")]
+        versions: Vec<(ActorId, u64)>,
+    },
+    Want {
+        #[serde(deserialize_with = "bounded_vec")]
+        versions: Vec<(ActorId, u64)>,
+    },
+}
+
+impl WireSync {
+    fn from_request(request: &SyncRequest) -> Self {
+        let parts = request
+            .parts
+            .iter()
+            .map(|part| match part {
+                Part::Summary { range, count, hash } => WirePart::Summary {
+                    range: *range,
+                    count: *count,
+                    hash: hash.to_le_bytes(),
+                },
+                Part::Pairs { range, versions } => WirePart::Pairs {
+                    range: *range,
+                    versions: versions.clone(),
+                },
+                Part::Want { versions } => WirePart::Want {
+                    versions: versions.clone(),
+                },
+            })
+            .collect();
+        Self {
+            budget: request.budget,
+            parts,
+        }
+    }
+
+    fn into_request(self) -> Result<SyncRequest, SyncRequestError> {
+        let parts = self
+            .parts
+            .into_iter()
+            .map(|part| match part {
+                WirePart::Summary { range, count, hash } => Part::Summary {
+                    range,
+                    count,
+                    hash: u64::from_le_bytes(hash),
+                },
+                WirePart::Pairs { range, versions } => Part::Pairs { range, versions },
+                WirePart::Want { versions } => Part::Want { versions },
+            })
+            .collect();
+        Ok(SyncRequest {
+            budget: self.budget,
+            parts,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -311,7 +457,7 @@ impl<'a> WireDelta<'a> {
                     .iter()
                     .map(|e| {
                         // Validated ascending above `after`, so the gap is positive.
-                        let gap = e.version - previous;
+                        let gap = e.version.saturating_sub(previous);
                         previous = e.version;
                         WireEntry {
                             name: Cow::Borrowed(&e.name),
@@ -397,14 +543,6 @@ where
     }
 
     deserializer.deserialize_seq(BoundedVisitor(PhantomData))
-}
-
-fn bounded_cow_vec<'de, 'a, D, T>(deserializer: D) -> Result<Cow<'a, [T]>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Clone,
-{
-    bounded_vec(deserializer).map(Cow::Owned)
 }
 
 #[cfg(test)]

@@ -5,17 +5,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use countermesh_core::{ActorId, Config, Limits, Node, NodeId, Persistence, Store};
+use countermesh_core::{ActorId, Config, Limits, Node, NodeId, Store};
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
-use tracing::{Instrument, info, info_span};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, Span, info, info_span};
 
 use crate::driver::Shared;
-use crate::durability::Committer;
+use crate::durability::{Committer, Request};
+use crate::inbound::accept_loop;
 use crate::mesh::{Inner, Mesh};
 use crate::metrics::RuntimeCounters;
 use crate::storage::Storage;
-use crate::transport::{Transport, accept_loop};
+use crate::tasks::supervise;
+use crate::transport::Transport;
 use crate::{MeshError, TlsConfig};
 
 /// How often own adds are committed to the data directory unless `flush` asks sooner.
@@ -30,11 +34,11 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// | `bind` | `0.0.0.0:7946` |
 /// | `advertise` | the bind address; for an unspecified bind IP, the local IP that routes to the first seed |
 /// | `seeds` | none (the node waits to be joined) |
-/// | `data_dir` | none: state lives in memory and a restart starts a new actor |
+/// | `data_dir` | none: state lives in memory and a restart starts empty |
 /// | `gossip_interval` | 100 ms |
 /// | `commit_interval` | 50 ms ([`DEFAULT_COMMIT_INTERVAL`]) |
 /// | `protocol` | [`countermesh_core::Config::default`] (fanout 3, 1150-byte datagrams, 64 KiB messages) |
-/// | `limits` | 1,000,000 counters, 65,536 actors |
+/// | `limits` | 1,000,000 counters, 65,536 actors, 8,000,000 entries |
 #[derive(Debug, Clone)]
 pub struct MeshBuilder {
     bind: SocketAddr,
@@ -94,10 +98,12 @@ impl MeshBuilder {
         self
     }
 
-    /// A directory for durable state: this node's actor id, its own adds (group
-    /// committed every [`MeshBuilder::commit_interval`]) and what it learned from peers.
-    /// Without one, a restarted node starts as a new actor with empty state and catches
-    /// up from its peers; adds it made that no peer received yet are lost.
+    /// A directory for durable state: this node's own adds (group committed every
+    /// [`MeshBuilder::commit_interval`]) and what it learned from peers. A node restarted
+    /// from it reads its earlier adds at once and re-offers any that no peer received
+    /// before the restart. Without one, a restarted node starts empty and catches up from
+    /// its peers; adds it made that no peer received yet are lost. Either way every start
+    /// counts under a fresh actor (see ARCHITECTURE.md, "one actor per process").
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -110,7 +116,7 @@ impl MeshBuilder {
     }
 
     /// How often own adds are committed to the data directory. Shorter means less to
-    /// lose in a crash and faster gossip of own adds, at one fsync per interval.
+    /// lose in a crash, at one fsync per interval. Gossip does not wait for commits.
     pub fn commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
         self
@@ -149,89 +155,15 @@ impl MeshBuilder {
                 "commit_interval must be greater than zero".into(),
             ));
         }
-        let mut os_rng = rand::rngs::SmallRng::try_from_rng(&mut rand::rngs::SysRng)
+        let mut os_rng = SmallRng::try_from_rng(&mut rand::rngs::SysRng)
             .map_err(|e| MeshError::Invalid(format!("no OS randomness: {e}")))?;
-
-        // The data directory decides who this node is.
-        let (storage, store) = match &self.data_dir {
-            Some(dir) => {
-                let dir = dir.clone();
-                let (storage, restored) = tokio::task::spawn_blocking(move || Storage::open(&dir))
-                    .await
-                    .map_err(|e| MeshError::Invalid(format!("storage task failed: {e}")))??;
-                let store = match restored {
-                    Some(restored) => {
-                        info!(
-                            actor = %restored.actor,
-                            entries = restored.entries.len(),
-                            version = restored.local_version,
-                            "restored state from the data directory"
-                        );
-                        Store::restore(
-                            &restored,
-                            os_rng.next_u64(),
-                            Persistence::Required,
-                            self.limits,
-                        )?
-                    }
-                    None => {
-                        let actor = new_actor(&mut os_rng);
-                        storage.initialize(actor)?;
-                        info!(%actor, "initialised a new data directory");
-                        Store::new(actor, os_rng.next_u64())
-                            .with_persistence(Persistence::Required)
-                            .with_limits(self.limits)
-                    }
-                };
-                (Some(Arc::new(storage)), store)
-            }
-            None => {
-                let actor = new_actor(&mut os_rng);
-                let store = Store::new(actor, os_rng.next_u64()).with_limits(self.limits);
-                (None, store)
-            }
-        };
-
-        let transport_config = Arc::new(transport_config());
-        let (server_config, client_config) = tls.quinn_configs(transport_config)?;
-        let socket = UdpSocket::bind(self.bind).map_err(|source| MeshError::Bind {
-            addr: self.bind,
-            source,
-        })?;
-        let local_addr = socket.local_addr().map_err(|source| MeshError::Bind {
-            addr: self.bind,
-            source,
-        })?;
-        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
-        let socket = runtime
-            .wrap_udp_socket(socket)
-            .map_err(|source| MeshError::Bind {
-                addr: self.bind,
-                source,
-            })?;
-        #[cfg(feature = "fault-injection")]
-        let socket: Arc<dyn quinn::AsyncUdpSocket> = match &self.faults {
-            Some(faults) => Arc::new(crate::fault::FaultySocket::new(socket, faults.clone())),
-            None => socket,
-        };
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(server_config),
-            socket,
-            runtime,
-        )
-        .map_err(|source| MeshError::Bind {
-            addr: self.bind,
-            source,
-        })?;
+        let (storage, store) = self.open_store(&mut os_rng).await?;
+        let (endpoint, client_config, local_addr) = self.bind_endpoint(&tls)?;
         let advertise = self.advertise_addr(local_addr)?;
-
         let incarnation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let id = NodeId::new(advertise, store.actor_id(), incarnation);
-        let actor = store.actor_id();
-        let max_message_bytes = self.protocol.max_message_bytes;
         let node = Node::new(
             self.protocol.clone(),
             id.clone(),
@@ -240,26 +172,15 @@ impl MeshBuilder {
             std::time::Instant::now(),
         )?;
         let counters = Arc::new(RuntimeCounters::default());
-        let transport = Transport::new(endpoint.clone(), client_config, counters.clone());
-        let shared = Arc::new(Shared::new(node, transport, counters, max_message_bytes));
-        let span = info_span!("countermesh", addr = %advertise, %actor);
-        shared
-            .tasks
-            .spawn(accept_loop(shared.clone()).instrument(span.clone()));
-        shared
-            .tasks
-            .spawn(shared.clone().run_timers().instrument(span.clone()));
-        let committer = storage.as_ref().map(|storage| {
-            let (sender, receiver) = mpsc::channel(1024);
-            let committer = Committer {
-                shared: shared.clone(),
-                storage: storage.clone(),
-                interval: self.commit_interval,
-                carry: None,
-            };
-            let handle = tokio::spawn(committer.run(receiver).instrument(span.clone()));
-            (sender, handle)
-        });
+        let transport = Transport::new(endpoint, client_config, counters.clone());
+        let shared = Arc::new(Shared::new(
+            node,
+            transport,
+            counters,
+            self.protocol.max_message_bytes,
+        ));
+        let span = info_span!("countermesh", addr = %advertise, actor = %id.actor());
+        let committer = self.spawn_tasks(&shared, storage.as_ref(), &span);
         shared.with_node(|node, now| {
             for seed in &self.seeds {
                 node.join(*seed, now);
@@ -288,6 +209,116 @@ impl MeshBuilder {
             local_addr,
             data_dir: self.data_dir,
         }))
+    }
+
+    /// Opens the data directory, if there is one, and builds the store: restored from
+    /// the directory (earlier incarnations' entries and watermarks) or empty, counting
+    /// under a fresh actor either way.
+    async fn open_store(
+        &self,
+        rng: &mut SmallRng,
+    ) -> Result<(Option<Arc<Storage>>, Store), MeshError> {
+        let actor = new_actor(rng);
+        let Some(dir) = self.data_dir.clone() else {
+            let store = Store::new(actor, rng.next_u64()).with_limits(self.limits);
+            return Ok((None, store));
+        };
+        let (storage, restored) = tokio::task::spawn_blocking(move || Storage::open(&dir))
+            .await
+            .map_err(|e| MeshError::Invalid(format!("storage task failed: {e}")))??;
+        let store = match &restored {
+            Some(restored) => {
+                info!(
+                    previous_actor = %restored.actor,
+                    %actor,
+                    entries = restored.entries.len(),
+                    version = restored.local_version,
+                    "restored state from the data directory; counting as a new actor"
+                );
+                Store::restore(restored, actor, rng.next_u64(), self.limits)?
+            }
+            None => {
+                info!(%actor, "initialised a new data directory");
+                Store::new(actor, rng.next_u64()).with_limits(self.limits)
+            }
+        };
+        storage.begin_incarnation(actor, restored.as_ref().map(|r| (r.actor, r.local_version)))?;
+        Ok((Some(Arc::new(storage)), store.with_change_tracking(true)))
+    }
+
+    /// Binds the UDP socket (behind the fault injector, if any) and wraps it in a quinn
+    /// endpoint with this node's TLS configuration.
+    fn bind_endpoint(
+        &self,
+        tls: &TlsConfig,
+    ) -> Result<(quinn::Endpoint, quinn::ClientConfig, SocketAddr), MeshError> {
+        let bind_error = |source| MeshError::Bind {
+            addr: self.bind,
+            source,
+        };
+        let transport_config = Arc::new(transport_config());
+        let (server_config, client_config) = tls.quinn_configs(transport_config)?;
+        let socket = UdpSocket::bind(self.bind).map_err(bind_error)?;
+        let local_addr = socket.local_addr().map_err(bind_error)?;
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let socket = runtime.wrap_udp_socket(socket).map_err(bind_error)?;
+        #[cfg(feature = "fault-injection")]
+        let socket: Arc<dyn quinn::AsyncUdpSocket> = match &self.faults {
+            Some(faults) => Arc::new(crate::fault::FaultySocket::new(socket, faults.clone())),
+            None => socket,
+        };
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            runtime,
+        )
+        .map_err(bind_error)?;
+        Ok((endpoint, client_config, local_addr))
+    }
+
+    /// Starts the accept loop, the timer task and (with a data directory) the group
+    /// committer, all supervised: if one dies, the mesh fails loudly.
+    fn spawn_tasks(
+        &self,
+        shared: &Arc<Shared>,
+        storage: Option<&Arc<Storage>>,
+        span: &Span,
+    ) -> Option<(mpsc::Sender<Request>, JoinHandle<()>)> {
+        let weak = Arc::downgrade(shared);
+        shared.tasks.set_failure_hook(Arc::new(move |task, reason| {
+            if let Some(shared) = weak.upgrade() {
+                shared.fail(task, reason);
+            }
+        }));
+        shared.tasks.spawn_critical(
+            "accept",
+            accept_loop(shared.clone()).instrument(span.clone()),
+        );
+        shared.tasks.spawn_critical(
+            "timer",
+            shared.clone().run_timers().instrument(span.clone()),
+        );
+        storage.map(|storage| {
+            let (sender, receiver) = mpsc::channel(1024);
+            let committer = Committer {
+                shared: shared.clone(),
+                storage: storage.clone(),
+                interval: self.commit_interval,
+                carry: None,
+            };
+            // Not in `Tasks`: a graceful stop lets it finish its last commit.
+            let handle = tokio::spawn(
+                supervise(
+                    "committer",
+                    false,
+                    shared.tasks.hook(),
+                    committer.run(receiver),
+                )
+                .instrument(span.clone()),
+            );
+            (sender, handle)
+        })
     }
 
     fn advertise_addr(&self, local: SocketAddr) -> Result<SocketAddr, MeshError> {

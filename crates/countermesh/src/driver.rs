@@ -6,12 +6,13 @@
 //! held across an `.await`; `Counter::add` does not take it at all.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use countermesh_core::{Channel, Event, Node, Transmit};
 use tokio::sync::Notify;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::metrics::RuntimeCounters;
 use crate::tasks::Tasks;
@@ -31,13 +32,19 @@ pub(crate) struct Shared {
     locked: Mutex<Locked>,
     pub(crate) transport: Transport,
     pub(crate) tasks: Tasks,
+    /// Open incoming connections, for the per-peer and total caps.
+    pub(crate) connections: Arc<crate::inbound::ConnectionCounts>,
     pub(crate) counters: Arc<RuntimeCounters>,
     /// Wakes the timer task when the node's next deadline moved earlier.
     wake: Notify,
     pub(crate) max_message_bytes: usize,
     /// Set by a graceful shutdown: SWIM then reports this node as defunct, which is
     /// expected rather than worth a warning.
-    pub(crate) leaving: std::sync::atomic::AtomicBool,
+    pub(crate) leaving: AtomicBool,
+    /// Set by `stop`: tasks ending from now on are expected.
+    pub(crate) stopping: AtomicBool,
+    /// Why the mesh failed, once a task died (see `Shared::fail`).
+    failure: OnceLock<String>,
 }
 
 impl Shared {
@@ -51,11 +58,39 @@ impl Shared {
             locked: Mutex::new(Locked { node, armed: None }),
             transport,
             tasks: Tasks::new(),
+            connections: Arc::default(),
             counters,
             wake: Notify::new(),
             max_message_bytes,
-            leaving: std::sync::atomic::AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            failure: OnceLock::new(),
         }
+    }
+
+    /// A task died: the node can no longer keep its promises (a dead timer task means no
+    /// more gossip while other tasks still answer SWIM pings, a zombie member). So the
+    /// mesh fails loudly: the error is logged and counted, the endpoint is closed so that
+    /// peers declare this node down, and every later `Mesh` call reports the failure.
+    pub(crate) fn fail(&self, task: &'static str, reason: String) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        crate::metrics::bump(&self.counters.task_failures);
+        let message = format!("{task} task {reason}");
+        if self.failure.set(message.clone()).is_ok() {
+            error!(
+                failure = %message,
+                "countermesh node failed: it stops gossiping and leaves the cluster;                  restart it (this is a bug, please report it)"
+            );
+            self.transport.endpoint().close(2u32.into(), b"node failed");
+            self.tasks.abort_now();
+        }
+    }
+
+    /// Why the mesh failed, if it did.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// Locks the node. A panic inside the core would poison the lock; the state is still
@@ -124,13 +159,48 @@ impl Shared {
             Event::Joined => info!("joined the cluster"),
             Event::Isolated => warn!("no live members; counting locally and re-announcing"),
             Event::Rejoined(id) => warn!(identity = %id, "declared down by the cluster; rejoined"),
-            Event::Defunct if self.leaving.load(std::sync::atomic::Ordering::Relaxed) => {
+            Event::Defunct if self.leaving.load(Ordering::Relaxed) => {
                 debug!("left the cluster");
             }
             Event::Defunct => warn!("declared down by the cluster and cannot renew identity"),
             Event::Saturated(name) => {
                 warn!(counter = %name, "own total reached u64::MAX; excess stays local");
             }
+            Event::LimitReached {
+                kind,
+                limit,
+                refused,
+            } => {
+                let setting = match kind {
+                    countermesh_core::LimitKind::Counters => "max_counters",
+                    countermesh_core::LimitKind::Actors => "max_actors",
+                    countermesh_core::LimitKind::Entries => "max_entries",
+                    _ => "limits",
+                };
+                error!(
+                    limit = kind.as_str(),
+                    configured = limit,
+                    refused,
+                    "store limit reached: totals here lack what was refused until \
+                     {setting} is raised (MeshBuilder::limits)"
+                );
+            }
+            Event::Refused {
+                from,
+                conflicting,
+                own_refused,
+            } => {
+                error!(
+                    peer = %from,
+                    conflicting,
+                    own_refused,
+                    "refused corrupt or forged counter data from a peer"
+                );
+            }
+            Event::InternalError(what) => {
+                error!(error = %what, "internal error (a bug): a message was dropped");
+            }
+            other => debug!(event = ?other, "node event"),
         }
     }
 

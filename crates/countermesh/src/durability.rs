@@ -1,11 +1,11 @@
 //! The group committer: on every commit interval, and whenever `flush` asks, it folds
-//! pending adds, takes what changed from the store, writes it to the data directory in
-//! one transaction, and only then lets the node gossip those versions.
+//! pending adds, takes what changed from the store and writes it to the data directory
+//! in one transaction.
 //!
-//! Gossiping own versions only once they are on disk is what makes a restart safe: no
-//! peer can hold a version of this node's actor that its disk lacks, so a restarted node
-//! never issues the same version number with different contents. The price is that own
-//! adds reach peers up to one commit interval later.
+//! Gossip does not wait for commits. A restarted node counts under a fresh actor (see
+//! `Store::restore`), so peers holding more of its previous actor than its disk is
+//! harmless: those entries come back by anti-entropy, and no version is ever issued
+//! twice. A commit that fails is retried, merged with the next one.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -85,7 +85,7 @@ impl Committer {
             warn!(counter = %name, "own total reached u64::MAX; excess stays local");
         }
         let mut batch = self.carry.take().unwrap_or_default();
-        let durable_before = self.shared.lock().node.store().stable_version();
+        let durable_before = self.shared.counters.durable_version.load(Ordering::Relaxed);
         if changes.is_empty() && batch.is_empty() && changes.local_version <= durable_before {
             return Ok(());
         }
@@ -127,8 +127,9 @@ impl Committer {
                     micros,
                     "committed"
                 );
-                self.shared
-                    .with_node(|node, _| node.store_mut().mark_durable(batch.local_version));
+                counters
+                    .durable_version
+                    .fetch_max(batch.local_version, Ordering::Relaxed);
                 Ok(())
             }
             Err(err) => {

@@ -8,6 +8,7 @@ use crate::{StorageError, TlsError};
 
 /// Why a mesh operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MeshError {
     /// The builder was not given a required setting.
     #[error("mesh configuration: {0}")]
@@ -46,4 +47,8 @@ pub enum MeshError {
     /// The mesh has been shut down (or was killed) and can no longer do this.
     #[error("the mesh has been shut down")]
     ShutDown,
+    /// A task of the mesh died (a bug); the node has stopped gossiping and closed its
+    /// endpoint. Restart it.
+    #[error("the mesh failed: {0}")]
+    Failed(String),
 }

@@ -48,6 +48,7 @@ mod durability;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod inbound;
 mod member;
 mod mesh;
 mod metrics;
@@ -65,7 +66,9 @@ pub use crate::error::MeshError;
 pub use crate::fault::{FaultController, FaultRules, FaultStats};
 pub use crate::member::{Member, MemberState};
 pub use crate::mesh::{CounterValue, Mesh};
-pub use crate::metrics::{DurabilityMetrics, MeshMetrics, PeerLag, TransportMetrics};
+pub use crate::metrics::{
+    DurabilityMetrics, MeshMetrics, PeerLag, RefusalMetrics, TransportMetrics,
+};
 pub use crate::storage::StorageError;
 pub use crate::tls::{TlsConfig, TlsError};
 
@@ -73,5 +76,6 @@ pub use crate::tls::{TlsConfig, TlsError};
 /// atomic add. See [`Mesh::counter`].
 pub use countermesh_core::Counter;
 pub use countermesh_core::{
-    ActorId, Config as ProtocolConfig, CounterError, MessageKind, NodeId, ValueOverflow,
+    ActorId, Config as ProtocolConfig, CounterError, LimitKind, Limits, MessageKind, NodeId,
+    ValueOverflow,
 };

@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::driver::Shared;
 use crate::durability::Request;
-use crate::metrics::{DurabilityMetrics, MeshMetrics, PeerLag, read};
+use crate::metrics::{DurabilityMetrics, MeshMetrics, PeerLag, RefusalMetrics, read};
 use crate::storage::Storage;
 use crate::{Counter, Member, MeshBuilder, MeshError, StorageError};
 
@@ -84,6 +84,7 @@ impl Mesh {
     /// calling this per add. Names are 1 to 256 bytes of UTF-8 without control
     /// characters.
     pub fn counter(&self, name: &str) -> Result<Counter, MeshError> {
+        self.health()?;
         let mut locked = self.inner().shared.lock();
         Ok(locked.node.store_mut().counter(name)?)
     }
@@ -158,10 +159,21 @@ impl Mesh {
         (page, truncated)
     }
 
-    /// Makes every add made before this call durable in the data directory (and
-    /// therefore eligible for gossip). Without a data directory this folds pending adds
-    /// into the gossiped state and returns: nothing is durable then.
+    /// Whether the node is healthy: `Err(MeshError::Failed)` once one of its tasks died
+    /// (a bug). A failed node has stopped gossiping and closed its endpoint, so peers
+    /// declare it down instead of keeping a zombie member; restart it.
+    pub fn health(&self) -> Result<(), MeshError> {
+        match self.inner().shared.failure() {
+            Some(reason) => Err(MeshError::Failed(reason.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes every add made before this call durable in the data directory. Without a
+    /// data directory this folds pending adds into the gossiped state and returns:
+    /// nothing is durable then.
     pub async fn flush(&self) -> Result<(), MeshError> {
+        self.health()?;
         let inner = self.inner();
         let Some((requests, _)) = &inner.committer else {
             inner.shared.with_node(|node, _| {
@@ -187,8 +199,9 @@ impl Mesh {
         &self.inner().id
     }
 
-    /// The actor whose counts this node carries; stable across restarts from the same
-    /// data directory.
+    /// The actor whose counts this node carries. Every start of a node gets a fresh one,
+    /// even from the same data directory (earlier incarnations' counts stay, under their
+    /// own actors).
     pub fn actor_id(&self) -> ActorId {
         self.inner().id.actor()
     }
@@ -230,12 +243,12 @@ impl Mesh {
         let node = &locked.node;
         let store = node.store();
         let stats = node.stats();
-        let durable = store.stable_version();
+        let local = store.local_version();
         let mut peer_lag: Vec<PeerLag> = node
             .acknowledged_versions()
             .map(|(addr, acked)| PeerLag {
                 addr,
-                versions_behind: durable.saturating_sub(acked),
+                versions_behind: local.saturating_sub(acked),
             })
             .collect();
         peer_lag.sort_by_key(|lag| lag.addr);
@@ -267,10 +280,18 @@ impl Mesh {
                 commit_failures: read(&counters.commit_failures),
                 entries_written: read(&counters.entries_written),
                 last_commit_micros: read(&counters.last_commit_micros),
-                local_version: store.local_version(),
-                durable_version: if inner.storage.is_some() { durable } else { 0 },
+                local_version: local,
+                durable_version: read(&counters.durable_version),
             },
             peer_lag,
+            refusals: RefusalMetrics {
+                limit_refusals: stats.limit_refusals,
+                entries_conflicting: stats.entries_conflicting,
+                own_runs_refused: stats.own_runs_refused,
+                internal_errors: stats.internal_errors,
+                task_failures: read(&counters.task_failures),
+            },
+            failure: shared.failure().map(str::to_owned),
         }
     }
 
@@ -290,6 +311,12 @@ impl Mesh {
             .shared
             .leaving
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(reason) = inner.shared.failure() {
+            // A failed node has already closed its endpoint; there is no one to tell.
+            let reason = reason.to_owned();
+            stop(inner).await;
+            return Err(MeshError::Failed(reason));
+        }
         inner.shared.with_node(|node, now| {
             node.gossip_now(now);
             node.leave(now);
@@ -320,6 +347,10 @@ async fn stop(inner: Inner) {
         storage,
         ..
     } = inner;
+    // Tasks ending from here on are being stopped, not failing.
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some((requests, handle)) = committer {
         let _ = requests.send(Request::Stop).await;
         let _ = handle.await;
@@ -339,6 +370,10 @@ async fn stop(inner: Inner) {
 impl Drop for Mesh {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
+            inner
+                .shared
+                .stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             if let Some((requests, _)) = &inner.committer {
                 let _ = requests.try_send(Request::Stop);
             }

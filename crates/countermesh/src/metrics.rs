@@ -34,6 +34,10 @@ pub struct MeshMetrics {
     pub durability: DurabilityMetrics,
     /// How far each peer is behind on this node's own counts.
     pub peer_lag: Vec<PeerLag>,
+    /// Refusals and failures.
+    pub refusals: RefusalMetrics,
+    /// Why the node failed, if it did (see [`crate::Mesh::health`]).
+    pub failure: Option<String>,
 }
 
 /// Transport-level counters.
@@ -57,6 +61,9 @@ pub struct TransportMetrics {
     pub streams_rejected: u64,
     /// Messages queued for sending right now, over all peers.
     pub queued: u64,
+    /// Incoming connections refused because the peer already had the maximum number
+    /// open, or the node had its maximum in all.
+    pub connections_refused: u64,
 }
 
 /// Data directory counters.
@@ -72,8 +79,24 @@ pub struct DurabilityMetrics {
     pub last_commit_micros: u64,
     /// This node's own version: one per changed counter per flush.
     pub local_version: u64,
-    /// Highest own version on disk (and therefore gossiped).
+    /// Highest own version on disk.
     pub durable_version: u64,
+}
+
+/// What the node refused or failed at: each figure only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusalMetrics {
+    /// Entries, actors or counters refused by a store limit, by
+    /// [`countermesh_core::LimitKind::ALL`] (counters, actors, entries).
+    pub limit_refusals: [u64; 3],
+    /// Remote entries refused because another counter held their actor's version.
+    pub entries_conflicting: u64,
+    /// Runs refused for claiming versions of this node's own actor it never issued.
+    pub own_runs_refused: u64,
+    /// Messages the node built but could not encode (bugs).
+    pub internal_errors: u64,
+    /// Tasks that panicked or ended unexpectedly (the mesh fails at the first).
+    pub task_failures: u64,
 }
 
 /// How far one peer is behind on this node's own counts, as of the peer's latest digest.
@@ -101,6 +124,9 @@ pub(crate) struct RuntimeCounters {
     pub(crate) commit_failures: AtomicU64,
     pub(crate) entries_written: AtomicU64,
     pub(crate) last_commit_micros: AtomicU64,
+    pub(crate) durable_version: AtomicU64,
+    pub(crate) task_failures: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed ordering: these are statistics, not synchronisation.
@@ -123,6 +149,7 @@ impl RuntimeCounters {
             handshakes_rejected: read(&self.handshakes_rejected),
             streams_rejected: read(&self.streams_rejected),
             queued: read(&self.queued),
+            connections_refused: read(&self.connections_refused),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The data directory: an embedded redb database holding this node's actor id, its own
-//! entries, what it learned from peers, and the watermarks that say how complete that is.
+//! The data directory: an embedded redb database holding the actor id of the node's
+//! current incarnation, its own entries, what it learned from peers (earlier
+//! incarnations of this node included), and the watermarks that say how complete that
+//! is.
 //!
 //! Why redb rather than a hand-written fsync'd log plus snapshots: the state is a map
 //! from (counter, actor) to `(version, p, n)` that is overwritten in place, not an
@@ -160,8 +162,15 @@ impl Storage {
         }))
     }
 
-    /// Records a brand-new actor id for an empty directory.
-    pub(crate) fn initialize(&self, actor: ActorId) -> Result<(), StorageError> {
+    /// Makes `actor` the directory's current incarnation, in one transaction: the
+    /// previous incarnation (if any) becomes a peer whose watermark is its committed
+    /// local version, and the new one starts at version 0. Called at every start, before
+    /// anything of the new actor is committed.
+    pub(crate) fn begin_incarnation(
+        &self,
+        actor: ActorId,
+        previous: Option<(ActorId, u64)>,
+    ) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
@@ -171,7 +180,16 @@ impl Storage {
                 .map_err(|e| self.error(e))?;
             meta.insert("local_version", 0).map_err(|e| self.error(e))?;
             txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
-            txn.open_table(WATERMARKS).map_err(|e| self.error(e))?;
+            let mut watermarks = txn.open_table(WATERMARKS).map_err(|e| self.error(e))?;
+            if let Some((previous, version)) = previous.filter(|&(_, v)| v > 0) {
+                let held = watermarks
+                    .get(previous.as_u64())
+                    .map_err(|e| self.error(e))?
+                    .map_or(0, |v| v.value());
+                watermarks
+                    .insert(previous.as_u64(), held.max(version))
+                    .map_err(|e| self.error(e))?;
+            }
         }
         txn.commit().map_err(|e| self.error(e))
     }

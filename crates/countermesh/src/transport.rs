@@ -5,7 +5,7 @@
 //! cached connection to that peer and re-dials it when it fails. A full queue drops the
 //! message and counts it: gossip is periodic and anti-entropy resends whatever a drop
 //! loses, so shedding load is safe where blocking the protocol would not be. Incoming
-//! connections are read by their own tasks and fed to the protocol node.
+//! connections are read in `inbound.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,9 +17,8 @@ use bytes::Bytes;
 use countermesh_core::{Channel, Transmit};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use crate::driver::Shared;
 use crate::metrics::{RuntimeCounters, bump};
 use crate::tasks::Tasks;
 use crate::tls::server_name;
@@ -30,10 +29,6 @@ pub(crate) const PEER_QUEUE_CAPACITY: usize = 1024;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long writing one stream may take.
 const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a peer may take to deliver one incoming stream completely.
-const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an incoming handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer task with nothing to send for this long ends (and closes its connection).
 const PEER_IDLE: Duration = Duration::from_secs(30);
 /// How long a replaced connection stays open to deliver what was already written.
@@ -358,72 +353,4 @@ async fn write_stream(
     // connection lives; the handle is returned only so a drain can await the ack.
     stream.finish().map_err(|e| e.to_string())?;
     Ok(stream)
-}
-
-/// Accepts incoming connections until the endpoint closes.
-pub(crate) async fn accept_loop(shared: Arc<Shared>) {
-    while let Some(incoming) = shared.transport.endpoint().accept().await {
-        let shared2 = shared.clone();
-        shared.tasks.spawn(serve_connection(shared2, incoming));
-    }
-}
-
-async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
-    let remote = incoming.remote_address();
-    let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            bump(&shared.counters.handshakes_rejected);
-            warn!(peer = %remote, %error, "refused incoming connection");
-            return;
-        }
-        Err(_) => {
-            bump(&shared.counters.handshakes_rejected);
-            warn!(peer = %remote, "incoming handshake timed out");
-            return;
-        }
-    };
-    bump(&shared.counters.connections_accepted);
-    debug!(peer = %remote, "accepted connection");
-    let max_message = shared.max_message_bytes;
-    loop {
-        tokio::select! {
-            datagram = connection.read_datagram() => match datagram {
-                Ok(bytes) => shared.handle_message(remote, Channel::Datagram, &bytes),
-                Err(error) => {
-                    debug!(peer = %remote, %error, "connection closed");
-                    break;
-                }
-            },
-            stream = connection.accept_uni() => match stream {
-                Ok(mut stream) => {
-                    let shared2 = shared.clone();
-                    shared.tasks.spawn(async move {
-                        let read = tokio::time::timeout(
-                            STREAM_READ_TIMEOUT,
-                            stream.read_to_end(max_message),
-                        )
-                        .await;
-                        match read {
-                            Ok(Ok(bytes)) => shared2.handle_message(remote, Channel::Stream, &bytes),
-                            Ok(Err(error)) => {
-                                bump(&shared2.counters.streams_rejected);
-                                info!(peer = %remote, %error, "dropped incoming stream");
-                                let _ = stream.stop(1u32.into());
-                            }
-                            Err(_) => {
-                                bump(&shared2.counters.streams_rejected);
-                                info!(peer = %remote, "incoming stream timed out");
-                                let _ = stream.stop(1u32.into());
-                            }
-                        }
-                    });
-                }
-                Err(error) => {
-                    debug!(peer = %remote, %error, "connection closed");
-                    break;
-                }
-            },
-        }
-    }
 }
