@@ -37,6 +37,7 @@ fn sample_delta() -> Vec<u8> {
 fn sample_sync() -> Vec<u8> {
     Message::Sync(SyncRequest {
         budget: 1200,
+        reply_bytes: 4096,
         parts: vec![
             Part::Summary {
                 range: ActorRange::new(1, 3).unwrap(),
@@ -215,9 +216,9 @@ fn semantic_violations_are_typed() {
         Message::decode(&twice, 1200),
         Err(DecodeError::InvalidDelta(DeltaError::DuplicateActor { .. }))
     ));
-    // Sync requests: envelope, budget 1200 (varint 251 + u16), one part.
+    // Sync requests: envelope, budget 1200 (varint 251 + u16), reply bytes 100, one part.
     let sync = |part: &[u8]| {
-        let mut bytes = vec![b'C', b'M', PROTOCOL_VERSION, 2, 251, 0xB0, 0x04, 1];
+        let mut bytes = vec![b'C', b'M', PROTOCOL_VERSION, 2, 251, 0xB0, 0x04, 100, 1];
         bytes.extend_from_slice(part);
         bytes
     };
@@ -253,7 +254,7 @@ fn semantic_violations_are_typed() {
         )))
     ));
     // A budget below the minimum message budget.
-    let tiny = [b'C', b'M', PROTOCOL_VERSION, 2, 100, 0];
+    let tiny = [b'C', b'M', PROTOCOL_VERSION, 2, 100, 0, 0];
     assert!(matches!(
         Message::decode(&tiny, 1200),
         Err(DecodeError::InvalidSync(SyncRequestError::BudgetTooSmall(

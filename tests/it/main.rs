@@ -4,6 +4,7 @@
 mod cluster;
 mod decode;
 mod delivery;
+mod exchange;
 mod hardening;
 mod merge_laws;
 mod store_rules;

@@ -535,6 +535,7 @@ fn sync_requests_are_rate_limited_per_sender() {
     // "I hold nothing": answered with a delta of everything, and no reply.
     let request = encode_sync(&SyncRequest {
         budget: 64 * 1024,
+        reply_bytes: 1 << 20,
         parts: vec![Part::Pairs {
             range: ActorRange::ALL,
             versions: vec![],

@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod convergence;
+mod hardening;
 mod partition;
 mod restart;
 mod security;

@@ -103,8 +103,30 @@ pub struct SyncRequest {
     /// The sender's message budget: every message sent in answer must fit it, so nodes
     /// configured with different budgets can talk.
     pub budget: u32,
+    /// The most delta bytes the sender wants in answer to this message (its
+    /// [`Config::max_sync_reply_bytes`](crate::Config::max_sync_reply_bytes)).
+    pub reply_bytes: u32,
     /// What the message says, range by range.
     pub parts: Vec<Part>,
+}
+
+/// What a node asks of the answers to its sync requests, and grants in its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeLimits {
+    /// Largest message.
+    pub budget: MessageBudget,
+    /// Most delta bytes in answer to one message.
+    pub reply_bytes: u32,
+}
+
+impl ExchangeLimits {
+    /// The limits an answer to `request` must respect: the smaller of each.
+    fn meet(self, request: &SyncRequest) -> Self {
+        Self {
+            budget: self.budget.min(MessageBudget::from_wire(request.budget)),
+            reply_bytes: self.reply_bytes.min(request.reply_bytes),
+        }
+    }
 }
 
 /// Why a [`SyncRequest`] is malformed.
@@ -198,7 +220,7 @@ impl Store {
     /// The first message of an anti-entropy exchange: the summary of every watermark.
     /// A store that holds nothing sends an empty pair list instead, which asks for
     /// everything.
-    pub fn sync_start(&self, budget: MessageBudget) -> SyncRequest {
+    pub fn sync_start(&self, limits: ExchangeLimits) -> SyncRequest {
         let summary = self.actors.summary(ActorRange::ALL);
         let part = if summary.count == 0 {
             Part::Pairs {
@@ -213,21 +235,17 @@ impl Store {
             }
         };
         SyncRequest {
-            budget: budget.wire(),
+            budget: limits.budget.wire(),
+            reply_bytes: limits.reply_bytes,
             parts: vec![part],
         }
     }
 
-    /// Answers one message of an exchange: the deltas the requester lacks (at most
-    /// `max_total` bytes) and the next step. Every message fits `budget`, which should be
-    /// the smaller of this node's budget and the requester's.
-    pub fn answer_sync(
-        &self,
-        request: &SyncRequest,
-        budget: MessageBudget,
-        own_budget: MessageBudget,
-        max_total: usize,
-    ) -> SyncAnswer<'_> {
+    /// Answers one message of an exchange: the deltas the requester lacks and the next
+    /// step, within the smaller of this node's `own` limits and the requester's. The
+    /// replies announce `own`.
+    pub fn answer_sync(&self, request: &SyncRequest, own: ExchangeLimits) -> SyncAnswer<'_> {
+        let limits = own.meet(request);
         let mut step = Step::default();
         for part in &request.parts {
             match part {
@@ -254,8 +272,8 @@ impl Store {
         }
         let wants: Vec<(ActorIdx, u64)> = step.wants.into_iter().collect();
         SyncAnswer {
-            deltas: self.deltas_for_wants(&wants, budget, max_total),
-            replies: pack(step.parts, budget, own_budget),
+            deltas: self.deltas_for_wants(&wants, limits.budget, limits.reply_bytes as usize),
+            replies: pack(step.parts, limits.budget, own),
             acknowledged: step.acknowledged,
         }
     }
@@ -365,13 +383,20 @@ impl Step {
     }
 }
 
+fn part_len_of_want(versions: &[(ActorId, u64)]) -> usize {
+    1 + crate::wire::varint_len(versions.len() as u64)
+        + versions
+            .iter()
+            .map(|&(_, v)| crate::wire::pair_len(v))
+            .sum::<usize>()
+}
+
 /// Packs parts into messages of at most `budget` bytes, splitting long want lists. Every
-/// message names `own_budget` so the peer answers within it.
-fn pack(parts: Vec<Part>, budget: MessageBudget, own_budget: MessageBudget) -> Vec<SyncRequest> {
+/// message announces `own` so the peer answers within it.
+fn pack(parts: Vec<Part>, budget: MessageBudget, own: ExchangeLimits) -> Vec<SyncRequest> {
     let limit = budget.get();
-    let own = own_budget.wire();
-    // Room for the envelope, the budget and a part count of the largest possible size.
-    let frame = sync_frame_len(own, limit);
+    // Room for the envelope, the limits and a part count of the largest possible size.
+    let frame = sync_frame_len(own.budget.wire(), own.reply_bytes, limit);
     let mut messages = Vec::new();
     let mut current: Vec<Part> = Vec::new();
     let mut len = frame;
@@ -379,7 +404,8 @@ fn pack(parts: Vec<Part>, budget: MessageBudget, own_budget: MessageBudget) -> V
         let size = part_len(&part);
         if *len + size > limit && !current.is_empty() {
             messages.push(SyncRequest {
-                budget: own,
+                budget: own.budget.wire(),
+                reply_bytes: own.reply_bytes,
                 parts: std::mem::take(current),
             });
             *len = frame;
@@ -389,14 +415,9 @@ fn pack(parts: Vec<Part>, budget: MessageBudget, own_budget: MessageBudget) -> V
     };
     for part in parts {
         match part {
-            Part::Want { versions }
-                if part_len(&Part::Want {
-                    versions: Vec::new(),
-                }) + versions.len() * 17
-                    + frame
-                    > limit =>
-            {
-                // Each chunk holds as many pairs as surely fit an empty message.
+            Part::Want { versions } if frame + part_len_of_want(&versions) > limit => {
+                // Each chunk holds as many pairs as surely fit an otherwise empty message
+                // (a pair is at most 17 bytes; the part adds a tag and a count).
                 let per = ((limit - frame - 1 - 9) / 17).max(1);
                 for chunk in versions.chunks(per) {
                     push(
@@ -413,7 +434,8 @@ fn pack(parts: Vec<Part>, budget: MessageBudget, own_budget: MessageBudget) -> V
     }
     if !current.is_empty() {
         messages.push(SyncRequest {
-            budget: own,
+            budget: own.budget.wire(),
+            reply_bytes: own.reply_bytes,
             parts: current,
         });
     }

@@ -61,7 +61,7 @@ pub use crate::config::{
 };
 pub use crate::counter::{Counter, ValueOverflow};
 pub use crate::delta::{ApplyOutcome, Delta, DeltaEntry, DeltaError, Run};
-pub use crate::digest::{Digest, Part, SyncAnswer, SyncRequest, SyncRequestError};
+pub use crate::digest::{Digest, ExchangeLimits, Part, SyncAnswer, SyncRequest, SyncRequestError};
 pub use crate::event::Event;
 pub use crate::identity::NodeId;
 pub use crate::name::{CounterName, MAX_NAME_LEN, NameError, validate_name};

@@ -18,7 +18,10 @@ use rand::{Rng, RngExt, SeedableRng};
 use crate::actors::ME;
 use crate::config::{ConfigError, MessageBudget};
 use crate::swim_codec::SwimCodec;
-use crate::{Config, DecodeError, Delta, Event, LimitKind, Message, NodeId, Store, SyncRequest};
+use crate::{
+    Config, DecodeError, Delta, Event, ExchangeLimits, LimitKind, Message, NodeId, Store,
+    SyncRequest,
+};
 
 /// How often a recurring problem (a limit hit, refused data) is reported as an
 /// [`Event`]; counts accumulate in [`Stats`] in between.
@@ -466,18 +469,12 @@ impl Node {
             return Err(HandleError::RateLimited(from));
         }
         allowance.syncs += 1;
-        let theirs = MessageBudget::from_wire(request.budget);
-        let budget = theirs.min(self.budget);
         let is_member = self.members.iter().any(|m| m.addr() == from);
         if is_member {
-            self.peer_budgets.insert(from, theirs);
+            self.peer_budgets
+                .insert(from, MessageBudget::from_wire(request.budget));
         }
-        let answer = self.store.answer_sync(
-            request,
-            budget,
-            self.budget,
-            self.config.max_sync_reply_bytes,
-        );
+        let answer = self.store.answer_sync(request, self.exchange_limits());
         if let (true, Some(held)) = (is_member, answer.acknowledged) {
             let acked = self.acknowledged.entry(from).or_insert(0);
             *acked = (*acked).max(held);
@@ -651,11 +648,17 @@ impl Node {
             return;
         }
         let targets = self.choose_members(self.config.fanout);
-        // One encoding for every target, within the smallest of their budgets.
-        let budget = targets
-            .iter()
-            .filter_map(|t| self.peer_budgets.get(t))
-            .fold(self.budget, |b, &theirs| b.min(theirs));
+        // One encoding for every target, within the smallest of their budgets. A member
+        // that has not yet announced its budget in a sync request gets the smallest one
+        // any node may have, so the push is never refused as oversized.
+        let budget = targets.iter().fold(self.budget, |b, t| {
+            b.min(
+                self.peer_budgets
+                    .get(t)
+                    .copied()
+                    .unwrap_or(MessageBudget::MIN),
+            )
+        });
         let mut payloads = Vec::new();
         let mut failures = Vec::new();
         for delta in self
@@ -677,12 +680,20 @@ impl Node {
         }
     }
 
+    /// What this node asks of the answers to its sync requests.
+    fn exchange_limits(&self) -> ExchangeLimits {
+        ExchangeLimits {
+            budget: self.budget,
+            reply_bytes: u32::try_from(self.config.max_sync_reply_bytes).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Starts an anti-entropy exchange with one random member.
     fn anti_entropy(&mut self) {
         let Some(target) = self.choose_members(1).pop() else {
             return;
         };
-        let request = self.store.sync_start(self.budget);
+        let request = self.store.sync_start(self.exchange_limits());
         match crate::wire::encode_sync(&request) {
             Ok(payload) => self.send(target, Channel::Stream, MessageKind::Sync, payload),
             Err(error) => self.internal_error(error.to_string()),

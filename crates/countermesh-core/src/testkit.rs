@@ -219,6 +219,8 @@ pub struct Cluster {
     disks: Vec<Disk>,
     /// Per node, its latest incarnation number.
     incarnations: Vec<u64>,
+    /// Per node, its protocol configuration.
+    configs: Vec<Config>,
     /// Partition group per node; messages only flow within a group.
     groups: Vec<u32>,
     wire: BinaryHeap<InFlight>,
@@ -254,6 +256,7 @@ impl Cluster {
             addrs: Vec::new(),
             disks: Vec::new(),
             incarnations: Vec::new(),
+            configs: Vec::new(),
             groups: Vec::new(),
             wire: BinaryHeap::new(),
             wire_seq: 0,
@@ -305,6 +308,11 @@ impl Cluster {
 
     /// Adds a node and has it join through the lowest-numbered running node.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_with(self.config.clone())
+    }
+
+    /// Adds a node with its own configuration (for clusters of mixed settings).
+    pub fn add_node_with(&mut self, config: Config) -> usize {
         let index = self.nodes.len();
         let addr = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(
@@ -320,6 +328,7 @@ impl Cluster {
         self.groups.push(0);
         self.disks.push(Disk::default());
         self.incarnations.push(0);
+        self.configs.push(config);
         self.boot(index);
         index
     }
@@ -344,7 +353,7 @@ impl Cluster {
         self.incarnations[index] += 1;
         let id = NodeId::new(self.addrs[index], actor, self.incarnations[index]);
         let node = Node::new(
-            self.config.clone(),
+            self.configs[index].clone(),
             id,
             store,
             self.rng.next_u64(),
@@ -634,13 +643,11 @@ impl Cluster {
         self.collect(index);
     }
 
-    /// Moves a node's output onto the wire, applying faults and partitions.
+    /// Moves a node's output onto the wire, applying faults and partitions. A message
+    /// larger than the sender's or the receiver's budget for its channel is recorded as
+    /// a violation.
     fn collect(&mut self, index: usize) {
         let from = self.addrs[index];
-        let (max_datagram, max_message) = (
-            self.config.max_datagram_bytes,
-            self.config.max_message_bytes,
-        );
         loop {
             let Some(sim) = self.nodes[index].as_mut() else {
                 return;
@@ -652,10 +659,16 @@ impl Cluster {
             let Some(transmit) = sim.node.poll_transmit() else {
                 return;
             };
-            let budget = match transmit.channel {
-                Channel::Datagram => max_datagram,
-                Channel::Stream => max_message,
-            };
+            let receiver = self.addrs.iter().position(|a| *a == transmit.destination);
+            let budget = [Some(index), receiver]
+                .into_iter()
+                .flatten()
+                .map(|i| match transmit.channel {
+                    Channel::Datagram => self.configs[i].max_datagram_bytes,
+                    Channel::Stream => self.configs[i].max_message_bytes,
+                })
+                .min()
+                .unwrap_or(usize::MAX);
             if transmit.payload.len() > budget {
                 self.violations.push(BudgetViolation {
                     node: index,
@@ -666,11 +679,7 @@ impl Cluster {
             }
             self.totals.sent += 1;
             self.totals.bytes += transmit.payload.len() as u64;
-            let to_group = self
-                .addrs
-                .iter()
-                .position(|a| *a == transmit.destination)
-                .map(|i| self.groups[i]);
+            let to_group = receiver.map(|i| self.groups[i]);
             if to_group != Some(self.groups[index]) || self.rng.random_bool(self.faults.loss) {
                 self.totals.dropped += 1;
                 continue;

@@ -312,13 +312,16 @@ pub(crate) fn entry_len(name_len: usize, gap: u64, p: u64, n: u64) -> usize {
 
 /// Encoded size of a sync request, envelope included.
 pub(crate) fn sync_len(request: &SyncRequest) -> usize {
-    sync_frame_len(request.budget, request.parts.len())
+    sync_frame_len(request.budget, request.reply_bytes, request.parts.len())
         + request.parts.iter().map(part_len).sum::<usize>()
 }
 
-/// Envelope, budget and part count.
-pub(crate) fn sync_frame_len(budget: u32, parts: usize) -> usize {
-    HEADER_LEN + varint_len(u64::from(budget)) + varint_len(parts as u64)
+/// Envelope, budget, reply limit and part count.
+pub(crate) fn sync_frame_len(budget: u32, reply_bytes: u32, parts: usize) -> usize {
+    HEADER_LEN
+        + varint_len(u64::from(budget))
+        + varint_len(u64::from(reply_bytes))
+        + varint_len(parts as u64)
 }
 
 /// Encoded size of one part of a sync request.
@@ -351,6 +354,7 @@ pub(crate) const fn pair_len(version: u64) -> usize {
 #[derive(Serialize, Deserialize)]
 struct WireSync {
     budget: u32,
+    reply_bytes: u32,
     #[serde(deserialize_with = "bounded_vec")]
     parts: Vec<WirePart>,
 }
@@ -395,6 +399,7 @@ impl WireSync {
             .collect();
         Self {
             budget: request.budget,
+            reply_bytes: request.reply_bytes,
             parts,
         }
     }
@@ -415,6 +420,7 @@ impl WireSync {
             .collect();
         Ok(SyncRequest {
             budget: self.budget,
+            reply_bytes: self.reply_bytes,
             parts,
         })
     }

@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// Why the mesh failed, once a task died (see `Shared::fail`).
     failure: OnceLock<String>,
+    /// Makes the timer task panic at its next wake-up, so tests can check that a dead
+    /// task fails the mesh loudly.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) panic_timer: AtomicBool,
 }
 
 impl Shared {
@@ -65,6 +69,8 @@ impl Shared {
             leaving: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             failure: OnceLock::new(),
+            #[cfg(feature = "fault-injection")]
+            panic_timer: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +92,12 @@ impl Shared {
             self.transport.endpoint().close(2u32.into(), b"node failed");
             self.tasks.abort_now();
         }
+    }
+
+    /// Wakes the timer task now.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn wake_timer(&self) {
+        self.wake.notify_one();
     }
 
     /// Why the mesh failed, if it did.
@@ -207,6 +219,10 @@ impl Shared {
     /// Runs the node's timers (SWIM probes, gossip rounds) until the task is aborted.
     pub(crate) async fn run_timers(self: Arc<Self>) {
         loop {
+            #[cfg(feature = "fault-injection")]
+            if self.panic_timer.load(Ordering::Relaxed) {
+                panic!("injected panic in the timer task");
+            }
             let deadline = {
                 let mut locked = self.lock();
                 let deadline = locked.node.poll_timeout();
@@ -225,7 +241,7 @@ impl Shared {
                     self.with_node(|node, now| node.handle_timeout(now));
                 }
                 () = self.wake.notified() => {
-                    debug!("timer deadline moved earlier");
+                    debug!("timer woken early");
                 }
             }
         }

@@ -194,6 +194,17 @@ impl Mesh {
         }
     }
 
+    /// Makes the node's timer task panic, as a bug in it would: the mesh must then fail
+    /// loudly ([`Mesh::health`]) rather than linger as a zombie member. For tests.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_timer_panic(&self) {
+        let shared = &self.inner().shared;
+        shared
+            .panic_timer
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        shared.wake_timer();
+    }
+
     /// This node's identity (address, actor, incarnation).
     pub fn id(&self) -> &NodeId {
         &self.inner().id
