@@ -299,6 +299,82 @@ fn delta_bytes() -> DeltaBytes {
     }
 }
 
+/// A store holding `counters` counters written by 10 peer actors, where one actor has
+/// just made one more change; and the digest of a peer that lacks only that change.
+fn one_change_behind(counters: usize) -> (Store, Digest) {
+    let mut store = Store::new(ActorId::from_u64(1), 0);
+    let names: Vec<String> = (0..counters).map(name).collect();
+    let mut digest = Vec::new();
+    for a in 0..10u64 {
+        let actor = ActorId::from_u64(0x1000 + a);
+        let entries: Vec<DeltaEntry<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| DeltaEntry {
+                name: n.as_str().into(),
+                version: i as u64 + 1,
+                p: 1_000,
+                n: 0,
+            })
+            .collect();
+        store
+            .apply_delta(&Delta {
+                runs: vec![Run {
+                    actor,
+                    after: 0,
+                    upto: counters as u64,
+                    entries,
+                }],
+            })
+            .unwrap();
+        digest.push((actor, counters as u64));
+    }
+    let changed = ActorId::from_u64(0x1000);
+    store
+        .apply_delta(&Delta {
+            runs: vec![Run {
+                actor: changed,
+                after: counters as u64,
+                upto: counters as u64 + 1,
+                entries: vec![DeltaEntry {
+                    name: names[counters / 2].as_str().into(),
+                    version: counters as u64 + 1,
+                    p: 1_001,
+                    n: 0,
+                }],
+            }],
+        })
+        .unwrap();
+    (store, Digest::from_pairs(digest))
+}
+
+/// Answering a digest that lacks one change, in stores of 1,000 and 100,000 counters
+/// (10 actors each): with the version index both cost about the same.
+fn bench_delta_answer(c: &mut Criterion) -> (Samples, Samples) {
+    let mut group = c.benchmark_group("delta_answer_1_change");
+    let budget = MessageBudget::new(64 * 1024).expect("a valid budget");
+    let mut results = Vec::new();
+    for counters in [1_000, 100_000] {
+        let (store, digest) = one_change_behind(counters);
+        assert_eq!(
+            store
+                .delta_for(&digest, budget)
+                .iter()
+                .map(Delta::entry_count)
+                .sum::<usize>(),
+            1
+        );
+        let samples = bench_op(&mut group, &format!("{counters}_counters"), 1, &|| {
+            black_box(store.delta_for(black_box(&digest), budget));
+        });
+        results.push(samples);
+    }
+    group.finish();
+    let large = results.pop().expect("two sizes");
+    let small = results.pop().expect("two sizes");
+    (small, large)
+}
+
 fn main() {
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -306,6 +382,7 @@ fn main() {
         .configure_from_args();
     let (ours, atomic, mutex) = bench_single_thread(&mut criterion);
     let (ours2, atomic2) = bench_two_threads(&mut criterion);
+    let (answer_1k, answer_100k) = bench_delta_answer(&mut criterion);
     criterion.final_summary();
 
     let memory = memory(100_000, 10);
@@ -351,6 +428,11 @@ fn main() {
         "  1,000,000 adds vs 1 add in a round from a zero total: delta size ratio {:.3} (varint width of the total)",
         delta.cold_ratio_1m_vs_1
     );
+    println!(
+        "  answering a digest one change behind, 10 actors: {:.2} us at 1,000 counters, {:.2} us at 100,000",
+        ns(&answer_1k) / 1_000.0,
+        ns(&answer_100k) / 1_000.0
+    );
     println!();
     println!("add_vs_atomic_ratio: {:.3}", ns(&atomic) / ns(&ours));
     println!("add_vs_mutex_ratio: {:.3}", ns(&mutex) / ns(&ours));
@@ -361,4 +443,12 @@ fn main() {
     println!("bytes_per_entry: {:.1}", memory.with_handles);
     println!("delta_bytes_per_entry: {:.1}", delta.per_changed_entry);
     println!("delta_bytes_1m_vs_1_add_ratio: {:.3}", delta.ratio_1m_vs_1);
+    println!(
+        "delta_answer_us_100k_counters_1_change: {:.2}",
+        ns(&answer_100k) / 1_000.0
+    );
+    println!(
+        "delta_answer_100k_vs_1k_counters_ratio: {:.2}",
+        ns(&answer_100k) / ns(&answer_1k)
+    );
 }
