@@ -129,6 +129,11 @@ impl Scenario {
                     .collect();
                 panic!("no convergence within {limit:?}: {wrong:?}")
             });
+        for node in self.cluster.alive() {
+            if let Err(broken) = self.cluster.node(node).store().check_invariants() {
+                panic!("node {node}: {broken}");
+            }
+        }
         assert!(
             self.cluster.budget_violations().is_empty(),
             "messages over budget: {:?}",

@@ -131,5 +131,8 @@ proptest! {
             prop_assert_eq!(first.watermark(me), source.local_version());
             prop_assert_eq!(second.watermark(me), source.local_version());
         }
+        for store in sources.iter().chain([&first, &second]) {
+            prop_assert_eq!(store.check_invariants(), Ok(()));
+        }
     }
 }

@@ -237,5 +237,7 @@ proptest! {
         prop_assert_eq!(&fa.counters, &fingerprint(&expect_a).counters);
         prop_assert_eq!(&fb.counters, &fingerprint(&expect_b).counters);
         prop_assert_eq!(&fa.watermarks, &fb.watermarks, "both claim the larger watermark");
+        prop_assert_eq!(a.check_invariants(), Ok(()));
+        prop_assert_eq!(b.check_invariants(), Ok(()));
     }
 }

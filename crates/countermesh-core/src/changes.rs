@@ -154,12 +154,12 @@ impl Store {
         for slot_idx in std::mem::take(&mut self.dirty_slots) {
             let slot = &mut self.slots[slot_idx as usize];
             slot.dirty = false;
-            for entry in slot.entries.iter_mut().filter(|e| e.dirty) {
-                entry.dirty = false;
+            for entry in slot.entries.iter_mut().filter(|e| e.dirty()) {
+                entry.set_dirty(false);
                 changes.entries.push(StoredEntry {
                     name: Cow::Owned(slot.name.as_str().to_owned()),
                     actor: self.actors.id(entry.actor),
-                    version: entry.version,
+                    version: self.versions.version(entry.actor, entry.pos()),
                     p: entry.p,
                     n: entry.n,
                 });

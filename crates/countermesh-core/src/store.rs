@@ -16,7 +16,7 @@ use hashbrown::HashTable;
 
 use crate::actors::{ActorIdx, Actors, ME};
 use crate::cell::Cell;
-use crate::index::VersionIndex;
+use crate::index::{Moved, VersionIndex};
 use crate::{ActorId, Counter, CounterName, NameError, name};
 
 /// Default bound on distinct counters in one store; see [`Limits`].
@@ -125,19 +125,52 @@ pub struct Contribution {
     pub n: u64,
 }
 
-/// One actor's contribution to one counter.
+/// One actor's contribution to one counter: 24 bytes. Its version lives in the
+/// [`VersionIndex`] (see `index.rs`), which the entry points into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) actor: ActorIdx,
-    /// Changed since the last [`Store::take_changes`]. Lives in what would otherwise be
-    /// padding after `actor`, so it costs no memory.
-    pub(crate) dirty: bool,
-    /// The actor's version at which it last changed this entry.
-    pub(crate) version: u64,
+    /// The position of this entry's item in its actor's index; the top bit marks the
+    /// entry as changed since the last [`Store::take_changes`].
+    tag: u32,
     /// Total of the actor's increments (grow-only).
     pub(crate) p: u64,
     /// Total of the actor's decrements (grow-only).
     pub(crate) n: u64,
+}
+
+impl Entry {
+    const DIRTY: u32 = 1 << 31;
+
+    fn new(actor: ActorIdx, pos: u32, p: u64, n: u64) -> Self {
+        Self {
+            actor,
+            tag: pos & !Self::DIRTY,
+            p,
+            n,
+        }
+    }
+
+    /// Where this entry's version is in the index.
+    pub(crate) fn pos(&self) -> u32 {
+        self.tag & !Self::DIRTY
+    }
+
+    fn set_pos(&mut self, pos: u32) {
+        self.tag = (self.tag & Self::DIRTY) | (pos & !Self::DIRTY);
+    }
+
+    pub(crate) fn dirty(&self) -> bool {
+        self.tag & Self::DIRTY != 0
+    }
+
+    pub(crate) fn set_dirty(&mut self, dirty: bool) {
+        if dirty {
+            self.tag |= Self::DIRTY;
+        } else {
+            self.tag &= !Self::DIRTY;
+        }
+    }
 }
 
 /// What merging one remote entry did.
@@ -383,7 +416,7 @@ impl Store {
             .iter()
             .map(|e| Contribution {
                 actor: self.actors.id(e.actor),
-                version: e.version,
+                version: self.version_of(e),
                 p: e.p,
                 n: e.n,
             })
@@ -420,7 +453,7 @@ impl Store {
                     .push(self.slots[slot_idx as usize].name.clone());
                 continue;
             };
-            let (applied, old_version) = self.fold_own(slot_idx, delta, version);
+            let applied = self.fold_own(slot_idx, delta, version);
             if applied != delta {
                 outcome
                     .saturated
@@ -429,7 +462,6 @@ impl Store {
             if applied == 0 {
                 continue;
             }
-            self.versions.moved(ME, slot_idx, old_version, version);
             self.local_version = version;
             outcome.changed += 1;
         }
@@ -438,17 +470,11 @@ impl Store {
     }
 
     /// Adds as much of `delta` to this node's entry of `slot_idx` as P and N can hold,
-    /// stamping it with `version`. Returns the amount applied and the entry's previous
-    /// version (0 if it had none).
-    fn fold_own(&mut self, slot_idx: u32, delta: i128, version: u64) -> (i128, u64) {
-        let track = self.track_changes;
-        let slot = &mut self.slots[slot_idx as usize];
-        let has_entry = slot.entries.first().is_some_and(|e| e.actor == ME);
-        let (p, n) = slot
-            .entries
-            .first()
-            .filter(|_| has_entry)
-            .map_or((0, 0), |e| (e.p, e.n));
+    /// stamping it with `version`. Returns the amount applied.
+    fn fold_own(&mut self, slot_idx: u32, delta: i128, version: u64) -> i128 {
+        let slot = &self.slots[slot_idx as usize];
+        let own = slot.entries.first().filter(|e| e.actor == ME).copied();
+        let (p, n) = own.map_or((0, 0), |e| (e.p, e.n));
         // Net folding: P and N stay grow-only, and P - N equals the local sum.
         let (new_p, new_n, applied) = if delta > 0 {
             let step = u64::try_from(delta).unwrap_or(u64::MAX).min(u64::MAX - p);
@@ -458,27 +484,23 @@ impl Store {
             (p, n + step, -i128::from(step))
         };
         if applied == 0 {
-            return (0, 0);
+            return 0;
         }
-        if !has_entry {
+        // Move the entry to its new version in the index (own versions only grow, so
+        // the new item is appended).
+        let vacated = own.map_or(Moved::Nothing, |e| self.versions.vacate(ME, e.pos()));
+        let (pos, inserted) = self.versions.insert(ME, version, slot_idx);
+        let track = self.track_changes;
+        let slot = &mut self.slots[slot_idx as usize];
+        if own.is_none() {
             grow_for_one(&mut slot.entries);
-            slot.entries.insert(
-                0,
-                Entry {
-                    actor: ME,
-                    dirty: false,
-                    version: 0,
-                    p: 0,
-                    n: 0,
-                },
-            );
+            slot.entries.insert(0, Entry::new(ME, pos, 0, 0));
             self.entry_count += 1;
         }
         let entry = &mut slot.entries[0];
-        let old_version = entry.version;
         entry.p = new_p;
         entry.n = new_n;
-        entry.version = version;
+        entry.set_pos(pos);
         if let Some(local) = slot.local.as_mut() {
             local.folded += applied;
         }
@@ -486,13 +508,39 @@ impl Store {
         // The published value is `total - folded`, which folding leaves unchanged, so
         // readers never see a flush as a jump.
         if track {
-            entry.dirty = true;
+            entry.set_dirty(true);
             if !slot.dirty {
                 slot.dirty = true;
                 self.dirty_slots.push(slot_idx);
             }
         }
-        (applied, old_version)
+        self.fix_positions(ME, vacated);
+        self.fix_positions(ME, inserted);
+        applied
+    }
+
+    /// The version an entry carries.
+    pub(crate) fn version_of(&self, entry: &Entry) -> u64 {
+        self.versions.version(entry.actor, entry.pos())
+    }
+
+    /// Updates the entries whose index items moved.
+    fn fix_positions(&mut self, actor: ActorIdx, moved: Moved) {
+        let moved: Vec<(u32, u32)> = match moved {
+            Moved::Nothing => return,
+            Moved::ShiftedUp(range) => self
+                .versions
+                .positions(actor)
+                .filter(|(pos, _)| range.contains(pos))
+                .collect(),
+            Moved::Compacted => self.versions.positions(actor).collect(),
+        };
+        for (pos, slot) in moved {
+            let entries = &mut self.slots[slot as usize].entries;
+            if let Ok(i) = entries.binary_search_by_key(&actor, |e| e.actor) {
+                entries[i].set_pos(pos);
+            }
+        }
     }
 
     /// The contiguous watermark this store holds for `actor` (0 if unknown).
@@ -569,55 +617,56 @@ impl Store {
         {
             return Merge::Conflict;
         }
-        let Self {
-            slots,
-            versions,
-            dirty_slots,
-            entry_count,
-            limits,
-            track_changes,
-            ..
-        } = self;
-        let track = *track_changes;
-        let slot = &mut slots[slot_idx as usize];
-        let (changed, diff) = match slot.entries.binary_search_by_key(&actor, |e| e.actor) {
-            Ok(pos) => {
-                let entry = &mut slot.entries[pos];
-                let (new_p, new_n) = (entry.p.max(p), entry.n.max(n));
-                let diff = i128::from(new_p - entry.p) - i128::from(new_n - entry.n);
-                let changed = new_p != entry.p || new_n != entry.n || version > entry.version;
-                if version > entry.version {
-                    versions.moved(actor, slot_idx, entry.version, version);
-                    entry.version = version;
+        let track = self.track_changes;
+        let existing = self.slots[slot_idx as usize]
+            .entries
+            .binary_search_by_key(&actor, |e| e.actor);
+        let (changed, diff) = match existing {
+            Ok(i) => {
+                let held = self.slots[slot_idx as usize].entries[i];
+                let held_version = self.version_of(&held);
+                let (new_p, new_n) = (held.p.max(p), held.n.max(n));
+                let diff = i128::from(new_p - held.p) - i128::from(new_n - held.n);
+                let newer = version > held_version;
+                let changed = new_p != held.p || new_n != held.n || newer;
+                let mut pos = held.pos();
+                let mut moves = (Moved::Nothing, Moved::Nothing);
+                if newer {
+                    moves.0 = self.versions.vacate(actor, held.pos());
+                    let (new_pos, inserted) = self.versions.insert(actor, version, slot_idx);
+                    pos = new_pos;
+                    moves.1 = inserted;
                 }
+                let entry = &mut self.slots[slot_idx as usize].entries[i];
                 entry.p = new_p;
                 entry.n = new_n;
-                entry.dirty |= changed && track;
+                entry.set_pos(pos);
+                if changed && track {
+                    entry.set_dirty(true);
+                }
+                self.fix_positions(actor, moves.0);
+                self.fix_positions(actor, moves.1);
                 (changed, diff)
             }
-            Err(pos) => {
-                if *entry_count >= limits.max_entries {
+            Err(i) => {
+                if self.entry_count >= self.limits.max_entries {
                     return Merge::Full;
                 }
-                grow_for_one(&mut slot.entries);
-                slot.entries.insert(
-                    pos,
-                    Entry {
-                        actor,
-                        dirty: track,
-                        version,
-                        p,
-                        n,
-                    },
-                );
-                *entry_count += 1;
-                versions.moved(actor, slot_idx, 0, version);
+                let (pos, inserted) = self.versions.insert(actor, version, slot_idx);
+                let entries = &mut self.slots[slot_idx as usize].entries;
+                grow_for_one(entries);
+                let mut entry = Entry::new(actor, pos, p, n);
+                entry.set_dirty(track);
+                entries.insert(i, entry);
+                self.entry_count += 1;
+                self.fix_positions(actor, inserted);
                 (true, i128::from(p) - i128::from(n))
             }
         };
+        let slot = &mut self.slots[slot_idx as usize];
         if changed && track && !slot.dirty {
             slot.dirty = true;
-            dirty_slots.push(slot_idx);
+            self.dirty_slots.push(slot_idx);
         }
         if diff != 0 {
             slot.total += diff;
@@ -691,7 +740,8 @@ impl Store {
                 if actor == ME {
                     continue;
                 }
-                match self.merge_entry(slot_idx, actor, entry.version, entry.p, entry.n) {
+                let version = other.version_of(entry);
+                match self.merge_entry(slot_idx, actor, version, entry.p, entry.n) {
                     Merge::Changed => outcome.changed += 1,
                     Merge::Unchanged => {}
                     Merge::Conflict => {
@@ -735,19 +785,18 @@ impl Store {
             for e in &slot.entries {
                 entries += 1;
                 total += i128::from(e.p) - i128::from(e.n);
-                if e.actor == ME && e.version > self.local_version {
+                let version = self.version_of(e);
+                if e.actor == ME && version > self.local_version {
                     return Err(format!("{}: own entry above the local version", slot.name));
                 }
-                if e.version > 0 {
-                    indexed += 1;
-                    if self.versions.get(e.actor, e.version) != Some(slot_idx as u32) {
-                        return Err(format!(
-                            "{}: version {} of actor {} is not indexed at its slot",
-                            slot.name,
-                            e.version,
-                            self.actors.id(e.actor)
-                        ));
-                    }
+                indexed += 1;
+                if version == 0 || self.versions.get(e.actor, version) != Some(slot_idx as u32) {
+                    return Err(format!(
+                        "{}: version {} of actor {} is not indexed at its slot",
+                        slot.name,
+                        version,
+                        self.actors.id(e.actor)
+                    ));
                 }
             }
             if total != slot.total {
