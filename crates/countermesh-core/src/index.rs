@@ -228,8 +228,8 @@ mod tests {
 
     #[test]
     fn items_are_twelve_bytes_and_small_actors_stay_inline() {
-        assert_eq!(std::mem::size_of::<Item>(), 12);
-        assert!(std::mem::size_of::<Items>() <= 32);
+        assert_eq!(size_of::<Item>(), 12);
+        assert!(size_of::<Items>() <= 32);
     }
 
     #[test]
