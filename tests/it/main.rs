@@ -7,5 +7,6 @@ mod delivery;
 mod exchange;
 mod hardening;
 mod merge_laws;
+mod prune_rules;
 mod store_rules;
 mod support;

@@ -15,19 +15,37 @@ use serde::{Deserialize, Serialize};
 ///
 /// On the wire an `ActorId` is always 8 bytes (big-endian), never a varint: ids are
 /// random, so a varint would cost 9 bytes for most of them.
+///
+/// The top bit tells the two kinds of actor apart: a node's actor has it clear, a *sink*
+/// (the actor a pruner creates to hold the folded counts of departed actors, see
+/// ARCHITECTURE.md, "Pruning") has it set.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(from = "[u8; 8]", into = "[u8; 8]")]
 pub struct ActorId(u64);
 
 impl ActorId {
-    /// Picks a random, non-zero actor id. Zero is reserved for placeholders.
+    /// The bit that marks a sink.
+    const SINK: u64 = 1 << 63;
+
+    /// Picks a random, non-zero node actor id (top bit clear). Zero is reserved for
+    /// placeholders.
     pub fn random(rng: &mut impl Rng) -> Self {
         loop {
-            let raw = rng.next_u64();
+            let raw = rng.next_u64() & !Self::SINK;
             if raw != 0 {
                 return Self(raw);
             }
         }
+    }
+
+    /// Picks a random sink actor id (top bit set).
+    pub fn random_sink(rng: &mut impl Rng) -> Self {
+        Self(rng.next_u64() | Self::SINK)
+    }
+
+    /// Whether this is a sink: an actor that holds the folded counts of pruned actors.
+    pub const fn is_sink(self) -> bool {
+        self.0 & Self::SINK != 0
     }
 
     /// Wraps a raw id, for example one read back from disk.

@@ -32,6 +32,11 @@ pub(crate) struct Actors {
     /// Sorted by id, so a range of ids is one ordered scan.
     by_id: BTreeMap<ActorId, ActorIdx>,
     summaries: Summaries,
+    /// Per actor, whether its entries count in totals: all do except a sink's before it
+    /// is complete (see `prune.rs`).
+    counted: Vec<bool>,
+    /// Indices of retired (pruned) actors, reused by the next actors interned.
+    free: Vec<ActorIdx>,
 }
 
 impl Actors {
@@ -44,10 +49,18 @@ impl Actors {
             pending: HashMap::with_hasher(FixedState::with_seed(seed)),
             by_id,
             summaries: Summaries::new(),
+            counted: vec![true],
+            free: Vec::new(),
         }
     }
 
+    /// Actors held (retired ones excluded).
     pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// One more than the largest index in use: the size of arrays indexed by actor.
+    pub(crate) fn capacity(&self) -> usize {
         self.ids.len()
     }
 
@@ -64,14 +77,54 @@ impl Actors {
         if let Some(idx) = self.lookup(id) {
             return Some(idx);
         }
-        if self.ids.len() >= limit {
+        if self.by_id.len() >= limit {
             return None;
         }
-        let idx = ActorIdx::try_from(self.ids.len()).ok()?;
-        self.ids.push(id);
-        self.watermarks.push(0);
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.ids[idx as usize] = id;
+                self.watermarks[idx as usize] = 0;
+                self.counted[idx as usize] = !id.is_sink();
+                idx
+            }
+            None => {
+                let idx = ActorIdx::try_from(self.ids.len()).ok()?;
+                self.ids.push(id);
+                self.watermarks.push(0);
+                // A sink counts only once complete.
+                self.counted.push(!id.is_sink());
+                idx
+            }
+        };
         self.by_id.insert(id, idx);
         Some(idx)
+    }
+
+    /// Forgets a pruned actor: its watermark leaves the summaries and its index is
+    /// reused. The caller has dropped its entries.
+    pub(crate) fn retire(&mut self, idx: ActorIdx) {
+        if idx == ME {
+            return;
+        }
+        let id = self.ids[idx as usize];
+        if self.by_id.remove(&id).is_none() {
+            return;
+        }
+        let old = self.watermarks[idx as usize];
+        self.summaries.update(id, old, 0);
+        self.watermarks[idx as usize] = 0;
+        self.pending.remove(&idx);
+        self.counted[idx as usize] = false;
+        self.free.push(idx);
+    }
+
+    /// Whether the actor's entries count in totals.
+    pub(crate) fn counted(&self, idx: ActorIdx) -> bool {
+        self.counted[idx as usize]
+    }
+
+    pub(crate) fn set_counted(&mut self, idx: ActorIdx, counted: bool) {
+        self.counted[idx as usize] = counted;
     }
 
     /// The contiguous watermark.
@@ -139,11 +192,9 @@ impl Actors {
         current < version && self.record_run(idx, current, version)
     }
 
+    /// Every held actor, in ascending id order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (ActorIdx, ActorId)> + '_ {
-        self.ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (i as ActorIdx, *id))
+        self.by_id.iter().map(|(&id, &idx)| (idx, id))
     }
 
     /// The actors in `range` with their watermarks (0 included), in ascending id order.

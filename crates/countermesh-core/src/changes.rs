@@ -46,12 +46,20 @@ pub struct Changes {
     /// This node's own version when the changes were taken: once the batch is
     /// written, every own version up to it is on disk.
     pub local_version: u64,
+    /// Entries dropped because their actor was pruned: `(counter, actor)`. Written
+    /// after `entries`, so a removal wins.
+    pub removed: Vec<(String, ActorId)>,
+    /// Actors pruned: their watermarks are deleted.
+    pub retired: Vec<ActorId>,
 }
 
 impl Changes {
     /// Whether there is nothing to write besides, possibly, the local version.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.watermarks.is_empty()
+        self.entries.is_empty()
+            && self.watermarks.is_empty()
+            && self.removed.is_empty()
+            && self.retired.is_empty()
     }
 
     /// Appends a later batch to this one (for a runtime whose previous commit failed and
@@ -63,6 +71,16 @@ impl Changes {
     pub fn absorb(&mut self, later: Changes) {
         let mut entries: HashMap<(String, ActorId), StoredEntry<'static>> =
             HashMap::with_capacity(self.entries.len() + later.entries.len());
+        let removed: std::collections::HashSet<(String, ActorId)> =
+            later.removed.iter().cloned().collect();
+        let retired: std::collections::HashSet<ActorId> = later.retired.iter().copied().collect();
+        // A later removal wins over an earlier write of the same entry or actor.
+        self.entries.retain(|e| {
+            !retired.contains(&e.actor) && !removed.contains(&(e.name.to_string(), e.actor))
+        });
+        self.watermarks.retain(|(a, _)| !retired.contains(a));
+        self.removed.extend(later.removed);
+        self.retired.extend(later.retired);
         for entry in self.entries.drain(..).chain(later.entries) {
             let key = (entry.name.to_string(), entry.actor);
             match entries.get_mut(&key) {
@@ -151,6 +169,8 @@ impl Store {
         if !self.track_changes {
             return changes;
         }
+        changes.removed = std::mem::take(&mut self.removed);
+        changes.retired = std::mem::take(&mut self.retired);
         for slot_idx in std::mem::take(&mut self.dirty_slots) {
             let slot = &mut self.slots[slot_idx as usize];
             slot.dirty = false;
@@ -165,7 +185,7 @@ impl Store {
                 });
             }
         }
-        self.taken_watermarks.resize(self.actors.len(), 0);
+        self.taken_watermarks.resize(self.actors.capacity(), 0);
         for (idx, id) in self.actors.iter() {
             if idx == ME {
                 continue;
@@ -200,7 +220,7 @@ impl Store {
         }
         let mut store = Store::new(me, hash_seed).with_limits(limits);
         for entry in &restored.entries {
-            crate::name::validate_name(&entry.name)?;
+            crate::name::validate_entry_name(entry.actor, &entry.name)?;
             if entry.actor == restored.actor && entry.version > restored.local_version {
                 return Err(RestoreError::VersionAhead {
                     name: CounterName::new(&entry.name)?,
@@ -237,7 +257,10 @@ impl Store {
                 .ok_or(RestoreError::LimitExceeded)?;
             store.actors.raise_watermark(actor, watermark);
         }
-        store.taken_watermarks = (0..store.actors.len())
+        store.complete_sinks();
+        store.removed.clear();
+        store.retired.clear();
+        store.taken_watermarks = (0..store.actors.capacity())
             .map(|idx| store.actors.watermark(idx as u32))
             .collect();
         Ok(store)

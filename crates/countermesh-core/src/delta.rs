@@ -64,6 +64,8 @@ pub struct ApplyOutcome {
     pub conflicting: usize,
     /// Runs of this store's own actor that claimed versions it never issued, refused.
     pub own_refused: usize,
+    /// Entries refused because their actor was pruned here (or is sealed below them).
+    pub pruned_refused: usize,
 }
 
 /// Why a [`Delta`] was refused. A refused delta changes nothing.
@@ -175,7 +177,7 @@ impl Delta<'_> {
                     });
                 }
                 previous = entry.version;
-                name::validate_name(&entry.name)?;
+                name::validate_entry_name(run.actor, &entry.name)?;
             }
         }
         Ok(())
@@ -263,13 +265,23 @@ impl Store {
                 }
                 continue;
             }
+            if self.tombstones_hold(run.actor) {
+                outcome.pruned_refused += run.entries.len();
+                continue;
+            }
             let Some(actor) = self.actors.intern(run.actor, self.limits.max_actors) else {
                 outcome.rejected += run.entries.len();
                 self.hit_limit(LimitKind::Actors, 1);
                 continue;
             };
+            let sealed = self.seal_of(run.actor);
             let mut complete = true;
             for entry in &run.entries {
+                if sealed.is_some_and(|at| entry.version > at) {
+                    complete = false;
+                    outcome.pruned_refused += 1;
+                    continue;
+                }
                 let Some(slot) = self.find_or_insert(&entry.name) else {
                     complete = false;
                     outcome.rejected += 1;
@@ -292,6 +304,9 @@ impl Store {
             }
             if complete && self.actors.record_run(actor, run.after, run.upto) {
                 outcome.watermarks_advanced += 1;
+            }
+            if run.actor.is_sink() {
+                self.try_complete(actor);
             }
         }
         Ok(outcome)

@@ -212,6 +212,15 @@ impl VersionIndex {
         }
     }
 
+    /// Forgets every item of `actor` (it was pruned).
+    pub(crate) fn clear(&mut self, actor: u32) {
+        let live = self.items(actor).iter().filter(|i| i.live()).count();
+        self.live -= live;
+        if let Some(items) = self.actors.get_mut(actor as usize) {
+            *items = Items::Empty;
+        }
+    }
+
     /// Number of live (indexed) entries.
     pub(crate) fn len(&self) -> usize {
         self.live

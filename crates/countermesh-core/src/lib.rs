@@ -46,6 +46,7 @@ mod identity;
 mod index;
 mod name;
 mod node;
+mod prune;
 mod store;
 mod summary;
 mod swim_codec;
@@ -68,6 +69,7 @@ pub use crate::name::{CounterName, MAX_NAME_LEN, NameError, validate_name};
 pub use crate::node::{
     Channel, HandleError, MAX_SYNC_PER_INTERVAL, MessageKind, Node, Stats, Transmit,
 };
+pub use crate::prune::{Completed, FoldError, SealRefusal, Tombstone};
 pub use crate::store::{
     Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, DEFAULT_MAX_ENTRIES,
     FlushOutcome, LimitKind, Limits, Store,

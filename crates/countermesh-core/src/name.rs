@@ -63,6 +63,59 @@ impl CounterName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A reserved record name (see [`is_reserved`]), which `new` refuses.
+    pub(crate) fn reserved(name: &str) -> Self {
+        debug_assert!(is_reserved(name));
+        Self(name.into())
+    }
+
+    /// Whether this is a reserved record name rather than a counter.
+    pub(crate) fn is_reserved(&self) -> bool {
+        is_reserved(&self.0)
+    }
+}
+
+/// The name of a sink's header entry: its `p` is the sink's final version, its `n` the
+/// number of actors it covers. Names that start with a NUL cannot be counter names
+/// (control characters are refused), so these never collide with a user's counter.
+pub(crate) const SINK_HEADER: &str = "\0sink";
+/// Prefix of a sink's record entries, one per covered actor: `"\0v/"` and the actor id
+/// in 16 lowercase hex digits; its `p` is that actor's final version.
+pub(crate) const SINK_VICTIM_PREFIX: &str = "\0v/";
+
+/// Whether `name` is one of the reserved names of a sink's records.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name.starts_with('\0')
+}
+
+/// The victim a record entry names, if `name` is a well-formed record name.
+pub(crate) fn victim_of(name: &str) -> Option<crate::ActorId> {
+    let hex = name.strip_prefix(SINK_VICTIM_PREFIX)?;
+    if hex.len() != 16
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .map(crate::ActorId::from_u64)
+}
+
+/// The record name for `victim`.
+pub(crate) fn victim_name(victim: crate::ActorId) -> String {
+    format!("{SINK_VICTIM_PREFIX}{:016x}", victim.as_u64())
+}
+
+/// Checks the name of an entry of `actor`: a counter name, or for a sink also one of its
+/// reserved record names.
+pub(crate) fn validate_entry_name(actor: crate::ActorId, name: &str) -> Result<(), NameError> {
+    if actor.is_sink() && (name == SINK_HEADER || victim_of(name).is_some()) {
+        return Ok(());
+    }
+    validate_name(name)
 }
 
 /// Checks that `name` would be a valid [`CounterName`] without allocating.

@@ -208,7 +208,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Re-publishes the value handles see (everything except unfolded local adds).
-    fn publish(&self) {
+    pub(crate) fn publish(&self) {
         if let Some(local) = &self.local {
             local.cell.publish(self.total - local.folded);
         }
@@ -261,7 +261,7 @@ pub struct Store {
     /// Which slot holds each `(actor, version)`.
     pub(crate) versions: VersionIndex,
     /// Entries across all slots.
-    entry_count: usize,
+    pub(crate) entry_count: usize,
     /// Slots that have a [`Local`] (a handle was created), in creation order.
     local_slots: Vec<u32>,
     /// Highest version assigned to an own entry; also this actor's watermark, since the
@@ -275,6 +275,15 @@ pub struct Store {
     pub(crate) taken_watermarks: Vec<u64>,
     /// Refusals by limit since the last [`Store::take_limit_hits`], by [`LimitKind`].
     limit_hits: [u64; 3],
+    /// Sinks, tombstones and seals (see `prune.rs`).
+    pub(crate) pruning: crate::prune::Pruning,
+    /// Entries dropped since the last [`Store::take_changes`] (pruned actors), for the
+    /// committer to delete.
+    pub(crate) removed: Vec<(String, ActorId)>,
+    /// Actors retired since the last [`Store::take_changes`].
+    pub(crate) retired: Vec<ActorId>,
+    /// Slots holding a sink's reserved records rather than a counter.
+    hidden_slots: usize,
 }
 
 impl Store {
@@ -298,6 +307,10 @@ impl Store {
             dirty_slots: Vec::new(),
             taken_watermarks: Vec::new(),
             limit_hits: [0; 3],
+            pruning: crate::prune::Pruning::default(),
+            removed: Vec::new(),
+            retired: Vec::new(),
+            hidden_slots: 0,
         }
     }
 
@@ -326,12 +339,12 @@ impl Store {
 
     /// Number of distinct counters known.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() - self.hidden_slots
     }
 
     /// Whether no counter is known.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len() == 0
     }
 
     /// Number of distinct actors known, this node included.
@@ -394,18 +407,27 @@ impl Store {
     /// Includes this node's adds that have not been flushed yet.
     pub fn value(&self, name: &str) -> Option<i128> {
         let slot = &self.slots[self.find(name)? as usize];
-        Some(slot_value(slot))
+        (!slot.name.is_reserved()).then(|| slot_value(slot))
     }
 
     /// Every counter with its merged value, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = (&CounterName, i128)> + '_ {
-        self.slots.iter().map(|slot| (&slot.name, slot_value(slot)))
+        self.slots
+            .iter()
+            .filter(|slot| !slot.name.is_reserved())
+            .map(|slot| (&slot.name, slot_value(slot)))
     }
 
     /// Number of distinct actors that contributed to `name` (this node counts only once
-    /// its adds have been flushed).
+    /// its adds have been flushed; a sink counts as one).
     pub fn contributors(&self, name: &str) -> Option<usize> {
-        Some(self.slots[self.find(name)? as usize].entries.len())
+        let slot = &self.slots[self.find(name)? as usize];
+        Some(
+            slot.entries
+                .iter()
+                .filter(|e| self.actors.counted(e.actor))
+                .count(),
+        )
     }
 
     /// Every actor's entry for `name`, in ascending actor order.
@@ -574,7 +596,12 @@ impl Store {
             return None;
         }
         let idx = u32::try_from(self.slots.len()).ok()?;
-        let name = CounterName::new(name).ok()?;
+        let name = if name::is_reserved(name) {
+            self.hidden_slots += 1;
+            CounterName::reserved(name)
+        } else {
+            CounterName::new(name).ok()?
+        };
         let hash = self.hasher.hash_one(name.as_str());
         self.slots.push(Slot {
             name,
@@ -663,12 +690,14 @@ impl Store {
                 (true, i128::from(p) - i128::from(n))
             }
         };
+        let counted = self.actors.counted(actor);
         let slot = &mut self.slots[slot_idx as usize];
         if changed && track && !slot.dirty {
             slot.dirty = true;
             self.dirty_slots.push(slot_idx);
         }
-        if diff != 0 {
+        // An incomplete sink's entries wait to count (see `prune.rs`); records never do.
+        if diff != 0 && counted && !slot.name.is_reserved() {
             slot.total += diff;
             slot.publish();
         }
@@ -713,14 +742,17 @@ impl Store {
     /// Entries of this store's own actor are skipped (this store holds its own newest).
     pub fn merge(&mut self, other: &Store) -> crate::ApplyOutcome {
         let mut outcome = crate::ApplyOutcome::default();
-        let mut complete = vec![true; other.actors.len()];
-        let mut mapped: Vec<Option<ActorIdx>> = Vec::with_capacity(other.actors.len());
-        for (_, id) in other.actors.iter() {
+        let mut complete = vec![true; other.actors.capacity()];
+        let mut mapped: Vec<Option<ActorIdx>> = vec![None; other.actors.capacity()];
+        for (theirs, id) in other.actors.iter() {
+            if self.tombstones_hold(id) {
+                continue;
+            }
             let idx = self.actors.intern(id, self.limits.max_actors);
             if idx.is_none() {
                 self.hit_limit(LimitKind::Actors, 1);
             }
-            mapped.push(idx);
+            mapped[theirs as usize] = idx;
         }
         for slot in &other.slots {
             let Some(slot_idx) = self.find_or_insert(&slot.name) else {
@@ -765,6 +797,7 @@ impl Store {
                 outcome.watermarks_advanced += 1;
             }
         }
+        self.complete_sinks();
         outcome
     }
 
@@ -784,7 +817,9 @@ impl Store {
             }
             for e in &slot.entries {
                 entries += 1;
-                total += i128::from(e.p) - i128::from(e.n);
+                if self.actors.counted(e.actor) && !slot.name.is_reserved() {
+                    total += i128::from(e.p) - i128::from(e.n);
+                }
                 let version = self.version_of(e);
                 if e.actor == ME && version > self.local_version {
                     return Err(format!("{}: own entry above the local version", slot.name));
@@ -799,7 +834,7 @@ impl Store {
                     ));
                 }
             }
-            if total != slot.total {
+            if !slot.name.is_reserved() && total != slot.total {
                 return Err(format!("{}: total out of step", slot.name));
             }
         }
