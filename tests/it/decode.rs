@@ -306,7 +306,7 @@ proptest! {
 
     #[test]
     fn random_bodies_behind_a_valid_envelope_never_panic(
-        kind in 1u8..=3,
+        kind in 1u8..=4,
         body in prop::collection::vec(any::<u8>(), 0..600),
     ) {
         let mut bytes = vec![b'C', b'M', PROTOCOL_VERSION, kind];
@@ -314,6 +314,7 @@ proptest! {
         match Message::decode(&bytes, 1200) {
             Ok(Message::Delta(delta)) => prop_assert!(delta.validate().is_ok()),
             Ok(Message::Sync(sync)) => prop_assert!(sync.validate().is_ok()),
+            Ok(Message::Prune(prune)) => prop_assert!(prune.validate().is_ok()),
             Ok(Message::Swim(_)) | Err(_) => {}
         }
     }

@@ -8,5 +8,6 @@ mod exchange;
 mod hardening;
 mod merge_laws;
 mod prune_rules;
+mod pruning;
 mod store_rules;
 mod support;

@@ -56,6 +56,21 @@ pub enum Event {
         /// Runs refused for claiming own versions never issued.
         own_refused: u64,
     },
+    /// A sink completed here: the actors it covers are pruned (dropped, tombstoned) and
+    /// count through the sink from now on.
+    Pruned {
+        /// The sink.
+        sink: crate::ActorId,
+        /// Actors it covers.
+        covered: usize,
+        /// Of those, actors whose entries this node held and dropped.
+        dropped: usize,
+    },
+    /// A sink was refused: it covers an actor that another sink already covers here (two
+    /// pruners folded it, which the protocol prevents unless a partition outlasted
+    /// `after_down`), or this node's own actor. It stays held and never counts, so
+    /// nothing is counted twice; the counts it alone holds are missing here.
+    SinkRefused(crate::ActorId),
     /// The node built a message it could not encode. This is a bug: the message was
     /// dropped and the node carries on, and anti-entropy resends what mattered.
     InternalError(String),

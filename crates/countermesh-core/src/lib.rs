@@ -47,6 +47,7 @@ mod index;
 mod name;
 mod node;
 mod prune;
+mod pruner;
 mod store;
 mod summary;
 mod swim_codec;
@@ -70,6 +71,7 @@ pub use crate::node::{
     Channel, HandleError, MAX_SYNC_PER_INTERVAL, MessageKind, Node, Stats, Transmit,
 };
 pub use crate::prune::{Completed, FoldError, SealRefusal, Tombstone};
+pub use crate::pruner::PruneConfig;
 pub use crate::store::{
     Contribution, CounterError, DEFAULT_MAX_ACTORS, DEFAULT_MAX_COUNTERS, DEFAULT_MAX_ENTRIES,
     FlushOutcome, LimitKind, Limits, Store,
@@ -77,8 +79,9 @@ pub use crate::store::{
 pub use crate::summary::{ActorRange, InvalidRange, MAX_LEVEL, RangeSummary, pair_hash};
 pub use crate::swim_codec::SwimCodecError;
 pub use crate::wire::{
-    DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_MESSAGE_BYTES, MAX_VERSION, Message,
-    PROTOCOL_VERSION, encode_delta, encode_swim, encode_sync,
+    DecodeError, EncodeError, HEADER_LEN, MAGIC, MAX_INTENT_VICTIMS, MAX_MESSAGE_BYTES,
+    MAX_VERSION, Message, PROTOCOL_VERSION, PruneMessage, PruneMessageError, encode_delta,
+    encode_prune, encode_swim, encode_sync,
 };
 
 /// foca, re-exported so runtimes name the same SWIM types this crate uses.

@@ -17,10 +17,11 @@ use rand::{Rng, RngExt, SeedableRng};
 
 use crate::actors::ME;
 use crate::config::{ConfigError, MessageBudget};
+use crate::pruner::Pruner;
 use crate::swim_codec::SwimCodec;
 use crate::{
-    Config, DecodeError, Delta, Event, ExchangeLimits, LimitKind, Message, NodeId, Store,
-    SyncRequest,
+    Config, DecodeError, Delta, Event, ExchangeLimits, LimitKind, Message, NodeId, PruneMessage,
+    Store, SyncRequest,
 };
 
 /// How often a recurring problem (a limit hit, refused data) is reported as an
@@ -46,11 +47,18 @@ pub enum MessageKind {
     Sync,
     /// Counter entries.
     Delta,
+    /// The pruning protocol.
+    Prune,
 }
 
 impl MessageKind {
     /// All kinds, for iterating over metrics.
-    pub const ALL: [MessageKind; 3] = [MessageKind::Swim, MessageKind::Sync, MessageKind::Delta];
+    pub const ALL: [MessageKind; 4] = [
+        MessageKind::Swim,
+        MessageKind::Sync,
+        MessageKind::Delta,
+        MessageKind::Prune,
+    ];
 
     /// Lower-case name, for logs and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -58,6 +66,7 @@ impl MessageKind {
             MessageKind::Swim => "swim",
             MessageKind::Sync => "sync",
             MessageKind::Delta => "delta",
+            MessageKind::Prune => "prune",
         }
     }
 
@@ -113,13 +122,13 @@ pub const MAX_SYNC_PER_INTERVAL: u32 = 48;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Messages sent, by [`MessageKind`] index.
-    pub messages_sent: [u64; 3],
+    pub messages_sent: [u64; 4],
     /// Bytes sent (envelope included), by [`MessageKind`] index.
-    pub bytes_sent: [u64; 3],
+    pub bytes_sent: [u64; 4],
     /// Messages received and decoded, by [`MessageKind`] index.
-    pub messages_received: [u64; 3],
+    pub messages_received: [u64; 4],
     /// Bytes received in decoded messages, by [`MessageKind`] index.
-    pub bytes_received: [u64; 3],
+    pub bytes_received: [u64; 4],
     /// Messages dropped because they did not decode or were refused.
     pub messages_dropped: u64,
     /// Entries refused because a store limit was reached.
@@ -133,6 +142,14 @@ pub struct Stats {
     /// Messages this node built but could not encode (bugs; see
     /// [`Event::InternalError`]).
     pub internal_errors: u64,
+    /// Entries refused because their actor was pruned (or sealed below them).
+    pub entries_pruned_refused: u64,
+    /// Sinks this node made (prunes it performed).
+    pub prunes: u64,
+    /// Sinks completed here (made here or received), and the actors they covered.
+    pub sinks_completed: u64,
+    /// Actors pruned here (covered by a completed sink).
+    pub actors_pruned: u64,
     /// Entries merged that changed the store.
     pub entries_merged: u64,
     /// Gossip rounds run.
@@ -224,6 +241,10 @@ pub struct Node {
     limit_pending: [u64; 3],
     refusal_reported: Option<Instant>,
     refusal_pending: (u64, u64),
+    /// Pruning of departed actors, if enabled.
+    pruner: Option<Pruner>,
+    /// The `now` of the latest input, for notifications that carry no time.
+    last_now: Instant,
     stats: Stats,
 }
 
@@ -267,6 +288,7 @@ impl Node {
         let mut rng = SmallRng::seed_from_u64(seed);
         let swim_rng = SmallRng::seed_from_u64(rng.next_u64());
         let swim = Foca::new(id.clone(), validated.swim, swim_rng, SwimCodec);
+        let pruner = config.prune.map(Pruner::new);
         Ok(Self {
             next_round: now + config.gossip_interval,
             config,
@@ -291,6 +313,8 @@ impl Node {
             limit_pending: [0; 3],
             refusal_reported: None,
             refusal_pending: (0, 0),
+            pruner,
+            last_now: now,
             stats: Stats::default(),
         })
     }
@@ -406,10 +430,11 @@ impl Node {
             Message::Swim(_) => MessageKind::Swim,
             Message::Sync(_) => MessageKind::Sync,
             Message::Delta(_) => MessageKind::Delta,
+            Message::Prune(_) => MessageKind::Prune,
         };
         let expected = match kind {
             MessageKind::Swim => Channel::Datagram,
-            MessageKind::Sync | MessageKind::Delta => Channel::Stream,
+            MessageKind::Sync | MessageKind::Delta | MessageKind::Prune => Channel::Stream,
         };
         if channel != expected {
             self.stats.messages_dropped += 1;
@@ -428,8 +453,81 @@ impl Node {
             }
             Message::Sync(request) => self.on_sync(from, &request, now)?,
             Message::Delta(delta) => self.on_delta(from, &delta, bytes.len(), now)?,
+            Message::Prune(prune) => self.on_prune(from, prune, now)?,
         }
         Ok(())
+    }
+
+    /// One step of the pruning protocol (bounded like sync messages).
+    fn on_prune(
+        &mut self,
+        from: SocketAddr,
+        message: PruneMessage,
+        now: Instant,
+    ) -> Result<(), HandleError> {
+        let allowance = self.allowance(from, now);
+        if allowance.syncs >= MAX_SYNC_PER_INTERVAL {
+            self.stats.messages_dropped += 1;
+            return Err(HandleError::RateLimited(from));
+        }
+        allowance.syncs += 1;
+        let Some(pruner) = self.pruner.as_mut() else {
+            // Pruning is off here: refuse every seal, so no intent can complete.
+            if let PruneMessage::Intent { id, victims, .. } = message {
+                let refused = victims.into_iter().map(|v| v.0).collect();
+                self.send_prune(
+                    from,
+                    PruneMessage::Ack {
+                        id,
+                        accepted: Vec::new(),
+                        refused,
+                    },
+                );
+            }
+            return Ok(());
+        };
+        if let Some((to, reply)) = pruner.handle(from, message, now, &self.members, &mut self.store)
+        {
+            self.send_prune(to, reply);
+        }
+        Ok(())
+    }
+
+    fn send_prune(&mut self, to: SocketAddr, message: PruneMessage) {
+        match crate::wire::encode_prune(&message) {
+            Ok(payload) => self.send(to, Channel::Stream, MessageKind::Prune, payload),
+            Err(error) => self.internal_error(error.to_string()),
+        }
+    }
+
+    /// The pruner's periodic work, and events for sinks completed here.
+    fn prune_round(&mut self, now: Instant) {
+        if let Some(pruner) = self.pruner.as_mut() {
+            let out = pruner.tick(now, &self.id, &self.members, &mut self.store, &mut self.rng);
+            if out.folded.is_some() {
+                self.stats.prunes += 1;
+            }
+            for (to, message) in out.send {
+                self.send_prune(to, message);
+            }
+        }
+        self.report_pruning();
+    }
+
+    /// Turns sinks completed (or refused) in the store into events and stats.
+    fn report_pruning(&mut self) {
+        for completed in self.store.take_completed() {
+            self.stats.sinks_completed += 1;
+            self.stats.actors_pruned += completed.dropped as u64;
+            self.events.push_back(Event::Pruned {
+                sink: completed.sink,
+                covered: completed.covered,
+                dropped: completed.dropped,
+            });
+        }
+        for sink in self.store.take_refused_sinks() {
+            self.events.push_back(Event::SinkRefused(sink));
+        }
     }
 
     /// The allowance of `from` for the current gossip interval.
@@ -520,6 +618,7 @@ impl Node {
         // Decoding validated the delta, so applying it cannot fail; a failure would
         // still only drop this message.
         if let Ok(outcome) = self.store.apply_delta(delta) {
+            self.stats.entries_pruned_refused += outcome.pruned_refused as u64;
             self.stats.entries_merged += outcome.changed as u64;
             self.stats.entries_rejected += outcome.rejected as u64;
             self.stats.entries_conflicting += outcome.conflicting as u64;
@@ -531,6 +630,7 @@ impl Node {
             }
         }
         self.report_limits(now);
+        self.report_pruning();
         Ok(())
     }
 
@@ -625,6 +725,7 @@ impl Node {
         self.report_limits(now);
         self.push_fresh();
         self.anti_entropy();
+        self.prune_round(now);
         if self.members.is_empty() && !self.seeds.is_empty() && now >= self.next_rejoin {
             for seed in self.seeds.clone() {
                 self.announce(seed, now);
@@ -735,6 +836,7 @@ impl Node {
 
     /// Moves foca's queued output into the node's queues.
     fn drain_swim(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
         while let Some((to, data)) = self.swim_runtime.to_send() {
             let payload = crate::wire::encode_swim(&data);
             self.send(to.addr(), Channel::Datagram, MessageKind::Swim, payload);
@@ -755,12 +857,18 @@ impl Node {
     fn notify(&mut self, notification: OwnedNotification<NodeId>) {
         match notification {
             OwnedNotification::MemberUp(id) => {
+                if let Some(pruner) = self.pruner.as_mut() {
+                    pruner.on_up(&id);
+                }
                 if !self.members.contains(&id) {
                     self.members.push(id.clone());
                 }
                 self.events.push_back(Event::MemberUp(id));
             }
             OwnedNotification::MemberDown(id) => {
+                if let Some(pruner) = self.pruner.as_mut() {
+                    pruner.on_down(&id, self.last_now);
+                }
                 self.members.retain(|m| *m != id);
                 self.acknowledged.remove(&id.addr());
                 self.allowances.remove(&Some(id.addr()));
@@ -768,6 +876,9 @@ impl Node {
                 self.events.push_back(Event::MemberDown(id));
             }
             OwnedNotification::Rename(old, new) => {
+                if let Some(pruner) = self.pruner.as_mut() {
+                    pruner.on_renamed(&old, &new, self.last_now);
+                }
                 // A renamed member may have restarted with other state; forget what it
                 // acknowledged so lag is not understated.
                 self.acknowledged.remove(&old.addr());

@@ -112,6 +112,13 @@ impl Store {
         self.pruning.tombstones.contains_key(&actor)
     }
 
+    /// Every actor held, with its watermark.
+    pub fn actor_ids(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+        self.actors
+            .iter()
+            .map(|(idx, id)| (id, self.watermark_of(idx)))
+    }
+
     /// Sinks held, with whether each is complete (counts in totals).
     pub fn sinks(&self) -> impl Iterator<Item = (ActorId, bool)> + '_ {
         self.actors
@@ -186,6 +193,14 @@ impl Store {
         self.pruning
             .seals
             .retain(|_, s| !(s.owner == owner && s.intent == intent));
+    }
+
+    /// Releases the seals of one intent except those of `kept` (the pruner folded them;
+    /// their seals end when the sink completes here).
+    pub fn unseal_intent_except(&mut self, owner: ActorId, intent: u64, kept: &[ActorId]) {
+        self.pruning
+            .seals
+            .retain(|victim, s| !(s.owner == owner && s.intent == intent) || kept.contains(victim));
     }
 
     /// Releases every seal held for `owner` (it departed for good).
@@ -281,7 +296,8 @@ impl Store {
         self.try_complete(idx);
         self.pruning
             .completed
-            .pop()
+            .last()
+            .copied()
             .filter(|c| c.sink == sink)
             .ok_or(FoldError::BadSink(sink))
     }
@@ -320,11 +336,15 @@ impl Store {
         // A covered actor already folded into another sink that this one does not
         // replace means two pruners folded it: counting this sink would count it twice.
         let replaced: Vec<ActorId> = covered.iter().map(|c| c.0).collect();
+        // Nor may a sink cover this node's own, living actor (it was pruned while only
+        // partitioned away): dropping its entries would lose its counts here.
         let double = covered.iter().any(|(victim, _)| {
-            self.pruning
-                .tombstones
-                .get(victim)
-                .is_some_and(|t| t.sink != sink && !replaced.contains(&t.sink))
+            *victim == self.me
+                || self
+                    .pruning
+                    .tombstones
+                    .get(victim)
+                    .is_some_and(|t| t.sink != sink && !replaced.contains(&t.sink))
         });
         if double {
             self.pruning.refused_sinks.push(sink);

@@ -55,6 +55,7 @@ pub const MAX_VERSION: u64 = 1 << 62;
 const KIND_SWIM: u8 = 1;
 const KIND_SYNC: u8 = 2;
 const KIND_DELTA: u8 = 3;
+const KIND_PRUNE: u8 = 4;
 
 /// Upper bound on the memory bincode may claim for strings while decoding one body.
 const DECODE_LIMIT: usize = MAX_MESSAGE_BYTES;
@@ -74,6 +75,73 @@ pub enum Message<'a> {
     Sync(SyncRequest),
     /// Counter entries.
     Delta(Delta<'a>),
+    /// One step of the pruning protocol.
+    Prune(PruneMessage),
+}
+
+/// The pruning protocol's messages (see `pruner.rs` and ARCHITECTURE.md, "Pruning").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PruneMessage {
+    /// A pruner asks every member to seal these actors at these final versions.
+    Intent {
+        /// The pruner's actor.
+        owner: ActorId,
+        /// Names this intent among the pruner's.
+        id: u64,
+        /// `(actor, final version)`, strictly ascending by actor.
+        #[serde(deserialize_with = "bounded_vec")]
+        victims: Vec<(ActorId, u64)>,
+    },
+    /// A member's answer: which actors it sealed, and which it could not.
+    Ack {
+        /// The intent answered.
+        id: u64,
+        /// Sealed.
+        #[serde(deserialize_with = "bounded_vec")]
+        accepted: Vec<ActorId>,
+        /// Refused (this member holds more of them, sealed them for another pruner, or
+        /// sees them alive).
+        #[serde(deserialize_with = "bounded_vec")]
+        refused: Vec<ActorId>,
+    },
+    /// The pruner is done with an intent: it folded `folded`; every other seal of the
+    /// intent is released.
+    Done {
+        /// The pruner's actor.
+        owner: ActorId,
+        /// The intent.
+        id: u64,
+        /// The actors it folded.
+        #[serde(deserialize_with = "bounded_vec")]
+        folded: Vec<ActorId>,
+    },
+}
+
+/// Why a [`PruneMessage`] is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PruneMessageError {
+    /// Victims are not strictly ascending.
+    #[error("prune intent victims are not strictly ascending")]
+    Unsorted,
+    /// A final version is zero or above [`MAX_VERSION`].
+    #[error("prune intent carries final version {0}")]
+    BadVersion(u64),
+}
+
+impl PruneMessage {
+    /// Checks the structural rules; the decoder calls this on every message.
+    pub fn validate(&self) -> Result<(), PruneMessageError> {
+        if let PruneMessage::Intent { victims, .. } = self {
+            if victims.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(PruneMessageError::Unsorted);
+            }
+            if let Some(&(_, v)) = victims.iter().find(|(_, v)| *v == 0 || *v > MAX_VERSION) {
+                return Err(PruneMessageError::BadVersion(v));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why bytes could not be decoded into a [`Message`]. Decoding has no side effects, so
@@ -131,6 +199,9 @@ pub enum DecodeError {
     /// A sync request decoded but breaks a structural rule.
     #[error("invalid sync request: {0}")]
     InvalidSync(#[from] SyncRequestError),
+    /// A prune message decoded but breaks a structural rule.
+    #[error("invalid prune message: {0}")]
+    InvalidPrune(#[from] PruneMessageError),
 }
 
 /// Why a [`Message`] could not be encoded (only possible for hand-built messages that
@@ -156,6 +227,7 @@ impl<'a> Message<'a> {
             Message::Swim(payload) => Ok(encode_swim(payload)),
             Message::Sync(request) => encode_sync(request),
             Message::Delta(delta) => encode_delta(delta),
+            Message::Prune(prune) => encode_prune(prune),
         }
     }
 
@@ -196,6 +268,11 @@ impl<'a> Message<'a> {
                 delta.validate()?;
                 Ok(Message::Delta(delta))
             }
+            KIND_PRUNE => {
+                let prune: PruneMessage = decode_body(bytes.len(), body)?;
+                prune.validate()?;
+                Ok(Message::Prune(prune))
+            }
             other => Err(DecodeError::UnknownKind(other)),
         }
     }
@@ -231,6 +308,20 @@ pub fn encode_delta(delta: &Delta<'_>) -> Result<Vec<u8>, EncodeError> {
     encode_body(&WireDelta::from_delta(delta), &mut out)?;
     Ok(out)
 }
+
+/// Encodes a prune message.
+pub fn encode_prune(prune: &PruneMessage) -> Result<Vec<u8>, EncodeError> {
+    prune
+        .validate()
+        .map_err(|e| EncodeError::Bincode(e.to_string()))?;
+    let mut out = envelope(KIND_PRUNE, 64);
+    encode_body(prune, &mut out)?;
+    Ok(out)
+}
+
+/// Most victims one intent names: its encoding (at most 17 bytes per victim) fits the
+/// smallest message budget any node may have.
+pub const MAX_INTENT_VICTIMS: usize = 24;
 
 fn encode_body<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     bincode::serde::encode_into_std_write(value, out, config())
