@@ -156,7 +156,7 @@ fn churn_prunes_departed_actors_and_stays_exact() {
         let mut churn = Churn::new(seed, nodes, None);
         churn.cluster.set_faults(Faults::lossy(0.02, 0.01));
         let mut peak = 0;
-        for step in 0..30 {
+        for _ in 0..30 {
             churn.adds(40);
             churn.replace_one();
             churn.replace_one();
