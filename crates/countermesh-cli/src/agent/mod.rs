@@ -6,6 +6,10 @@
 //! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
 //! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
 
+pub(crate) mod state;
+pub(crate) mod stats;
+pub(crate) mod strict;
+
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +18,8 @@ use anyhow::Context;
 use countermesh::{Mesh, TlsConfig};
 use tracing::{info, warn};
 
-use crate::agent_state::AgentState;
-use crate::agent_strict::StrictState;
+use self::state::AgentState;
+use self::strict::StrictState;
 use crate::config::{AgentArgs, AgentConfig, TlsSource};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.

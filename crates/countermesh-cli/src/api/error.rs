@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use countermesh_strict::StrictError;
 use serde::Serialize;
 
+use crate::agent::state::OpenError;
+use crate::agent::strict::StrictFailure;
+
 /// An API error: a stable machine-readable code, a status and a message for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -127,6 +130,34 @@ impl ApiError {
             }
             StrictError::ZooKeeper(_) => Self::internal(error.to_string()),
             _ => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<OpenError> for ApiError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::InvalidName(message) => Self::invalid_name(message),
+            // The store's counter limit protects the node's memory; the client can do
+            // nothing about it but wait for an operator.
+            error @ OpenError::StoreFull { .. } => Self::unavailable(error.to_string()),
+            OpenError::Mesh(message) => Self::internal(message),
+        }
+    }
+}
+
+impl From<StrictFailure> for ApiError {
+    fn from(failure: StrictFailure) -> Self {
+        match failure {
+            StrictFailure::NotConfigured => Self::unavailable(
+                "strict mode is not configured on this agent: start it with --zookeeper \
+                 HOST:PORT[/chroot] (or COUNTERMESH_ZOOKEEPER)",
+            ),
+            StrictFailure::NotConnected { connect, why } => Self::unavailable(format!(
+                "ZooKeeper at {connect} is not reachable yet ({why}); the agent keeps \
+                 trying in the background"
+            )),
+            StrictFailure::Op(error) => Self::from_strict(&error),
         }
     }
 }

@@ -9,12 +9,22 @@ use std::time::{Duration, Instant};
 use countermesh_strict::{Counter, StrictClient, StrictError, StrictOptions};
 use tracing::{info, warn};
 
-use crate::agent_state::AgentStats;
-use crate::api_error::ApiError;
+use crate::agent::stats::AgentStats;
 
 /// Handles kept open at most; past this the cache starts over (each open handle holds a
 /// small combiner task, so the bound keeps a scan over many names from piling them up).
 const MAX_CACHED_COUNTERS: usize = 10_000;
+
+/// Why a strict operation did not run or failed.
+#[derive(Debug)]
+pub(crate) enum StrictFailure {
+    /// The agent was started without `--zookeeper`.
+    NotConfigured,
+    /// No session has been opened yet; `why` is the last attempt's error.
+    NotConnected { connect: String, why: String },
+    /// The operation ran and failed.
+    Op(StrictError),
+}
 
 /// Strict mode as the agent sees it.
 #[derive(Debug)]
@@ -100,21 +110,18 @@ impl StrictState {
         }))
     }
 
-    fn client(&self) -> Result<&StrictClient, ApiError> {
+    fn client(&self) -> Result<&StrictClient, StrictFailure> {
         let Some(connect) = &self.connect else {
-            return Err(ApiError::unavailable(
-                "strict mode is not configured on this agent: start it with --zookeeper \
-                 HOST:PORT[/chroot] (or COUNTERMESH_ZOOKEEPER)",
-            ));
+            return Err(StrictFailure::NotConfigured);
         };
         self.inner.client.get().ok_or_else(|| {
             let why = lock(&self.inner.last_error)
                 .clone()
                 .unwrap_or_else(|| "still connecting".to_owned());
-            ApiError::unavailable(format!(
-                "ZooKeeper at {connect} is not reachable yet ({why}); the agent keeps \
-                 trying in the background"
-            ))
+            StrictFailure::NotConnected {
+                connect: connect.clone(),
+                why,
+            }
         })
     }
 
@@ -149,7 +156,7 @@ impl StrictState {
         name: &str,
         label: fn(&T) -> &'static str,
         f: F,
-    ) -> Result<T, ApiError>
+    ) -> Result<T, StrictFailure>
     where
         F: Fn(Counter) -> Fut,
         Fut: Future<Output = Result<T, StrictError>>,
@@ -173,11 +180,11 @@ impl StrictState {
             Err(error) => outcome_label(error),
         };
         stats.record_strict(op, outcome, started.elapsed());
-        result.map_err(|error| ApiError::from_strict(&error))
+        result.map_err(StrictFailure::Op)
     }
 
     /// Deletes the counter `name` (validated); succeeds if it did not exist.
-    pub(crate) async fn delete(&self, stats: &AgentStats, name: &str) -> Result<(), ApiError> {
+    pub(crate) async fn delete(&self, stats: &AgentStats, name: &str) -> Result<(), StrictFailure> {
         let client = self.client()?;
         let started = Instant::now();
         self.forget(name);
@@ -187,7 +194,7 @@ impl StrictState {
             Err(error) => outcome_label(error),
         };
         stats.record_strict("delete", outcome, started.elapsed());
-        result.map_err(|error| ApiError::from_strict(&error))
+        result.map_err(StrictFailure::Op)
     }
 }
 

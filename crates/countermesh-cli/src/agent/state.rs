@@ -1,0 +1,87 @@
+//! [`AgentState`]: what every HTTP handler shares: the mesh, cached counter handles,
+//! strict mode, and the agent's own statistics.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Instant;
+
+use countermesh::{Counter, CounterError, Mesh, MeshError};
+
+use crate::agent::stats::AgentStats;
+use crate::agent::strict::StrictState;
+
+/// Batches whose bodies are read and parsed at the same time; parsing holds memory
+/// proportional to the body, so the rest wait their turn.
+pub(crate) const MAX_CONCURRENT_BATCHES: usize = 2;
+
+/// Shared by all handlers (behind an `Arc`).
+#[derive(Debug)]
+pub(crate) struct AgentState {
+    pub(crate) mesh: Mesh,
+    /// Counter handles by name, so an add is a map lookup plus an atomic add instead of
+    /// a trip through the mesh's store lock.
+    counters: RwLock<HashMap<String, Counter>>,
+    pub(crate) strict: StrictState,
+    pub(crate) stats: AgentStats,
+    pub(crate) token: Option<String>,
+    pub(crate) started: Instant,
+    /// Bounds how many batch bodies are parsed at once (see `api::eventual::batch`).
+    pub(crate) batch_slots: tokio::sync::Semaphore,
+}
+
+/// Why a counter handle could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    /// The name is not a valid counter name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The node's store holds as many counters as it may.
+    #[error("cannot create counter {name:?}: {reason}")]
+    StoreFull { name: String, reason: String },
+    /// Anything else the mesh reported (it is shutting down, say).
+    #[error("{0}")]
+    Mesh(String),
+}
+
+impl AgentState {
+    pub(crate) fn new(mesh: Mesh, strict: StrictState, token: Option<String>) -> Self {
+        Self {
+            mesh,
+            counters: RwLock::new(HashMap::new()),
+            strict,
+            stats: AgentStats::default(),
+            token,
+            started: Instant::now(),
+            batch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BATCHES),
+        }
+    }
+
+    /// The handle for `name` (already validated), created on first use.
+    pub(crate) fn counter(&self, name: &str) -> Result<Counter, OpenError> {
+        if let Some(counter) = self
+            .counters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(counter.clone());
+        }
+        let counter = self.mesh.counter(name).map_err(|error| match error {
+            MeshError::Counter(CounterError::InvalidName(e)) => {
+                OpenError::InvalidName(e.to_string())
+            }
+            // The store's counter limit protects the node's memory; the client can do
+            // nothing about it but wait for an operator.
+            MeshError::Counter(e @ CounterError::TooManyCounters { .. }) => OpenError::StoreFull {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            },
+            other => OpenError::Mesh(other.to_string()),
+        })?;
+        self.counters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), counter.clone());
+        Ok(counter)
+    }
+}
