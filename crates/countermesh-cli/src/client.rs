@@ -163,7 +163,7 @@ impl Connection {
             .and_then(Value::as_str)
             .map_or_else(|| format!("{status}: {value}"), str::to_owned);
         let code = match status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => 2,
+            StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE => 2,
             StatusCode::NOT_FOUND => 3,
             StatusCode::CONFLICT => 4,
             StatusCode::SERVICE_UNAVAILABLE => 5,

@@ -115,6 +115,19 @@ pub(crate) struct AgentArgs {
     )]
     token: Option<String>,
 
+    /// Another name (or IP address) clients reach the HTTP API by, comma-separated or
+    /// repeated. Requests whose `Host` is not a loopback name or address, the --http
+    /// address (any IP address when it is 0.0.0.0 or [::]) or one of these are refused
+    /// with 403, which stops web pages that rebind their DNS name to the agent. [default:
+    /// none]
+    #[arg(
+        long,
+        env = "COUNTERMESH_ALLOWED_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    allowed_host: Vec<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -139,6 +152,7 @@ struct FileConfig {
     zookeeper: Option<String>,
     strict_timeout: Option<String>,
     token: Option<String>,
+    allowed_host: Option<Vec<String>>,
     log: Option<String>,
 }
 
@@ -169,6 +183,7 @@ pub(crate) struct AgentConfig {
     pub(crate) zookeeper: Option<String>,
     pub(crate) strict_timeout: Duration,
     pub(crate) token: Option<String>,
+    pub(crate) allowed_hosts: Vec<String>,
     pub(crate) log: String,
 }
 
@@ -187,6 +202,7 @@ impl fmt::Debug for AgentConfig {
             .field("zookeeper", &self.zookeeper)
             .field("strict_timeout", &self.strict_timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("log", &self.log)
             .finish()
     }
@@ -211,15 +227,8 @@ impl AgentArgs {
             .or(file.advertise)
             .map(|addr| resolve_addr("advertise", &addr))
             .transpose()?;
-        let seeds = if self.seeds.is_empty() {
-            file.seeds.unwrap_or_default()
-        } else {
-            self.seeds
-        };
-        let seeds = seeds
+        let seeds = list(self.seeds, file.seeds)
             .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
             .map(|seed| resolve_addr("seeds", seed))
             .collect::<anyhow::Result<Vec<_>>>()?;
 
@@ -272,6 +281,11 @@ impl AgentArgs {
         if token.as_ref().is_some_and(String::is_empty) {
             bail!("--token: the token is empty; leave the option out to run without one");
         }
+        let allowed_hosts = list(self.allowed_host, file.allowed_host);
+        for host in &allowed_hosts {
+            crate::api::guard::validate_allowed_host(host)
+                .map_err(|why| anyhow::anyhow!("--allowed-host: {why}"))?;
+        }
         let log = pick(self.log, file.log, DEFAULT_LOG);
         tracing_subscriber::EnvFilter::try_new(&log)
             .with_context(|| format!("--log: invalid filter {log:?}"))?;
@@ -299,9 +313,25 @@ impl AgentArgs {
             zookeeper,
             strict_timeout,
             token,
+            allowed_hosts,
             log,
         })
     }
+}
+
+/// A list option: the flags' (or environment's) entries if any, else the file's; blank
+/// entries dropped.
+fn list(flags: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    let entries = if flags.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flags
+    };
+    entries
+        .into_iter()
+        .map(|entry| entry.trim().to_owned())
+        .filter(|entry| !entry.is_empty())
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

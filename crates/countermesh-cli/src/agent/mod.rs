@@ -18,8 +18,9 @@ use anyhow::Context;
 use countermesh::{Mesh, TlsConfig};
 use tracing::{info, warn};
 
-use self::state::AgentState;
+use self::state::{AgentState, HttpPolicy};
 use self::strict::StrictState;
+use crate::api::guard::AllowedHosts;
 use crate::config::{AgentArgs, AgentConfig, TlsSource};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
@@ -46,7 +47,11 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
     let strict = StrictState::new(config.zookeeper.clone());
     let connector = strict.connect_in_background(config.strict_timeout);
-    let state = Arc::new(AgentState::new(mesh, strict, config.token.clone()));
+    let policy = HttpPolicy {
+        token: config.token.clone(),
+        allowed_hosts: AllowedHosts::new(http, &config.allowed_hosts),
+    };
+    let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));
 
     announce(http, quic);

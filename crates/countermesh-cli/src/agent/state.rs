@@ -9,6 +9,7 @@ use countermesh::{Counter, CounterError, Mesh, MeshError};
 
 use crate::agent::stats::AgentStats;
 use crate::agent::strict::StrictState;
+use crate::api::guard::AllowedHosts;
 
 /// Batches whose bodies are read and parsed at the same time; parsing holds memory
 /// proportional to the body, so the rest wait their turn.
@@ -24,6 +25,8 @@ pub(crate) struct AgentState {
     pub(crate) strict: StrictState,
     pub(crate) stats: AgentStats,
     pub(crate) token: Option<String>,
+    /// The `Host` values HTTP requests may carry.
+    pub(crate) allowed_hosts: AllowedHosts,
     pub(crate) started: Instant,
     /// Bounds how many batch bodies are parsed at once (see `api::eventual::batch`).
     pub(crate) batch_slots: tokio::sync::Semaphore,
@@ -43,14 +46,22 @@ pub(crate) enum OpenError {
     Mesh(String),
 }
 
+/// The HTTP policy the configuration decided.
+#[derive(Debug)]
+pub(crate) struct HttpPolicy {
+    pub(crate) token: Option<String>,
+    pub(crate) allowed_hosts: AllowedHosts,
+}
+
 impl AgentState {
-    pub(crate) fn new(mesh: Mesh, strict: StrictState, token: Option<String>) -> Self {
+    pub(crate) fn new(mesh: Mesh, strict: StrictState, policy: HttpPolicy) -> Self {
         Self {
             mesh,
             counters: RwLock::new(HashMap::new()),
             strict,
             stats: AgentStats::default(),
-            token,
+            token: policy.token,
+            allowed_hosts: policy.allowed_hosts,
             started: Instant::now(),
             batch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BATCHES),
         }

@@ -63,6 +63,19 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn host_not_allowed(host: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            format!(
+                "this agent does not answer to the Host {host:?}: it answers loopback names, \
+                 its --http address and the names given with --allowed-host (a guard \
+                 against DNS rebinding); start it with --allowed-host NAME to reach it by \
+                 another name"
+            ),
+        )
+    }
+
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }

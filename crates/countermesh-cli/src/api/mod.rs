@@ -1,5 +1,6 @@
 //! The agent's HTTP API: the router and the middleware every request passes through
-//! (request accounting, authentication, the JSON content-type rule). Handlers live in
+//! (request accounting here; the `Host` check, authentication and the JSON content-type
+//! rule in [`guard`]). Handlers live in
 //! [`eventual`], [`strict`], [`status_page`] and [`prometheus`]; what they answer is in
 //! [`replies`] and [`error`].
 //!
@@ -22,7 +23,10 @@
 //!
 //! Every POST must say `Content-Type: application/json` (415 otherwise), even without a
 //! body: a browser cannot send that type cross-site without a CORS preflight, which the
-//! agent never grants, so a web page cannot change counters through a local agent.
+//! agent never grants, so a web page cannot change counters through a local agent. A
+//! page that rebinds its own DNS name to the agent is same-origin and escapes that rule,
+//! so every route but `/healthz` also refuses a `Host` the agent does not answer to
+//! (403 `host_not_allowed`; see [`guard`]).
 //! Single operations take bodies up to [`body::MAX_SMALL_BODY_BYTES`]; batches up to
 //! [`body::MAX_BODY_BYTES`], at most
 //! [`MAX_CONCURRENT_BATCHES`](crate::agent::state::MAX_CONCURRENT_BATCHES) parsed at once.
@@ -30,19 +34,19 @@
 mod body;
 pub(crate) mod error;
 mod eventual;
+pub(crate) mod guard;
 mod prometheus;
 mod replies;
 mod status_page;
 mod strict;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use self::body::{MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES};
@@ -51,8 +55,8 @@ use crate::agent::state::AgentState;
 
 type Shared = State<Arc<AgentState>>;
 
-/// Every route of the agent, with authentication (all but `/healthz`), request
-/// accounting and the body limit.
+/// Every route of the agent, with the guards (all but `/healthz`: `Host`, token, JSON
+/// content type), request accounting and the body limit.
 pub(crate) fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route("/", get(status_page::page))
@@ -81,8 +85,15 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
         )
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(require_json))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(guard::require_json))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::check_host,
+        ))
         .route("/healthz", get(|| async { "ok" }))
         .layer(middleware::from_fn_with_state(state.clone(), account))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -91,22 +102,6 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
 
 fn small_body() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_SMALL_BODY_BYTES)
-}
-
-/// Refuses a POST that does not declare a JSON body (see the module docs: CSRF).
-async fn require_json(request: Request, next: Next) -> Response {
-    if request.method() == axum::http::Method::POST {
-        let json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return ApiError::unsupported_media_type().into_response();
-        }
-    }
-    next.run(request).await
 }
 
 async fn unknown_route() -> ApiError {
@@ -124,50 +119,6 @@ async fn method_not_allowed() -> ApiError {
     }
 }
 
-/// Rejects requests without the bearer token when one is configured.
-async fn authenticate(State(state): Shared, request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return next.run(request).await;
-    };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, credentials) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| credentials.trim().to_owned())
-        });
-    // A browser cannot set a header on a plain navigation, so the status page (and only
-    // it) also takes the token from its query string; its script then sends the header.
-    let from_query = || {
-        (request.uri().path() == "/")
-            .then(|| Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok())
-            .flatten()
-            .and_then(|Query(mut query)| query.remove("token"))
-    };
-    let presented = bearer.or_else(from_query);
-    if presented.is_some_and(|presented| same(presented.as_bytes(), token.as_bytes())) {
-        return next.run(request).await;
-    }
-    let mut response = ApiError::unauthorized().into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
-/// Compares every byte whatever the first difference, so the time taken does not tell
-/// a guesser how much of the token it got right.
-fn same(presented: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(presented.len() != expected.len());
-    for (i, &byte) in expected.iter().enumerate() {
-        diff |= byte ^ presented.get(i).copied().unwrap_or(!byte);
-    }
-    diff == 0
-}
-
 /// Counts responses by route template (never the raw path, which would let clients
 /// create unbounded label values) and status.
 async fn account(State(state): Shared, request: Request, next: Next) -> Response {
@@ -178,18 +129,4 @@ async fn account(State(state): Shared, request: Request, next: Next) -> Response
     let response = next.run(request).await;
     state.stats.count_http(&route, response.status().as_u16());
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same;
-
-    #[test]
-    fn token_comparison() {
-        assert!(same(b"secret", b"secret"));
-        assert!(!same(b"secreT", b"secret"));
-        assert!(!same(b"secret2", b"secret"));
-        assert!(!same(b"secre", b"secret"));
-        assert!(!same(b"", b"secret"));
-    }
 }

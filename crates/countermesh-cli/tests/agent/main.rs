@@ -8,6 +8,7 @@ mod config;
 mod errors;
 mod eventual;
 mod metrics;
+mod security;
 mod status_page;
 mod strict;
 mod support;
