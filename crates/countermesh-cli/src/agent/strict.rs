@@ -26,6 +26,16 @@ pub(crate) enum StrictFailure {
     Op(StrictError),
 }
 
+/// Whether an operation may create the counter it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// Writes: a missing counter is created at 0 first.
+    OrCreate,
+    /// Reads: a missing counter is `NotFound` and nothing is created, so a `GET` (which
+    /// any web page can trigger with an `<img>`) never adds a znode.
+    Existing,
+}
+
 /// Strict mode as the agent sees it.
 #[derive(Debug)]
 pub(crate) struct StrictState {
@@ -125,12 +135,21 @@ impl StrictState {
         })
     }
 
-    /// Opens (creating at 0 if absent) the counter `name`, from the cache if possible.
-    async fn open(&self, client: &StrictClient, name: &str) -> Result<Counter, StrictError> {
+    /// Opens the counter `name` (creating it at 0 if absent and `mode` allows), from the
+    /// cache if possible.
+    async fn open(
+        &self,
+        client: &StrictClient,
+        name: &str,
+        mode: Open,
+    ) -> Result<Counter, StrictError> {
         if let Some(counter) = lock(&self.inner.counters).get(name) {
             return Ok(counter.clone());
         }
-        let counter = client.counter(name).await?;
+        let counter = match mode {
+            Open::OrCreate => client.counter(name).await?,
+            Open::Existing => client.existing_counter(name).await?,
+        };
         let mut counters = lock(&self.inner.counters);
         if counters.len() >= MAX_CACHED_COUNTERS {
             counters.clear();
@@ -146,13 +165,14 @@ impl StrictState {
     /// Runs `op` on the counter `name` (validated), recording its latency and outcome
     /// (`label` names the outcome of a success, e.g. `mismatch` for a failed CAS).
     ///
-    /// Strict counters are created at 0 on first use, by any route. A cached handle to a
-    /// counter deleted since answers `NotFound` (which had no effect), so the counter is
-    /// opened again, which re-creates it, and the operation runs once more.
+    /// With [`Open::OrCreate`] a missing counter is created at 0 first. A cached handle
+    /// to a counter deleted since answers `NotFound` (which had no effect), so the
+    /// counter is opened again (re-created only with `OrCreate`) and the operation runs
+    /// once more.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         stats: &AgentStats,
-        op: &'static str,
+        (op, mode): (&'static str, Open),
         name: &str,
         label: fn(&T) -> &'static str,
         f: F,
@@ -164,11 +184,11 @@ impl StrictState {
         let client = self.client()?;
         let started = Instant::now();
         let result = async {
-            let counter = self.open(client, name).await?;
+            let counter = self.open(client, name, mode).await?;
             match f(counter).await {
                 Err(StrictError::NotFound { .. }) => {
                     self.forget(name);
-                    let counter = self.open(client, name).await?;
+                    let counter = self.open(client, name, mode).await?;
                     f(counter).await
                 }
                 other => other,

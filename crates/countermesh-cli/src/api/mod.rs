@@ -18,8 +18,9 @@
 //! | `DELETE /v1/strict/{name}` | `{"name","deleted":true}` |
 //! | `GET /v1/status`, `GET /`, `GET /metrics`, `GET /healthz` | status JSON, page, Prometheus, `ok` |
 //!
-//! Strict counters are created at 0 by their first use through any route, `GET`
-//! included, so reading a strict counter never answers 404.
+//! Strict counters are created at 0 by their first write (add, cas, set). Reading one
+//! that does not exist answers 404 and creates nothing: a `GET` can be triggered by any
+//! web page (`<img src>`), so it must not be able to fill ZooKeeper with znodes.
 //!
 //! Every POST must say `Content-Type: application/json` (415 otherwise), even without a
 //! body: a browser cannot send that type cross-site without a CORS preflight, which the

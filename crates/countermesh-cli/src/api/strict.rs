@@ -8,6 +8,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use countermesh_strict::Outcome;
 
+use crate::agent::strict::Open;
 use crate::api::Shared;
 use crate::api::body::{json_object, optional_i64, required_i64, strict_name};
 use crate::api::error::ApiError;
@@ -27,9 +28,13 @@ pub(crate) async fn add(
     let delta = optional_i64(&object, "delta", "")?.unwrap_or(1);
     let value = state
         .strict
-        .run(&state.stats, "add", &name, ok_label, |c| async move {
-            c.add(delta).await
-        })
+        .run(
+            &state.stats,
+            ("add", Open::OrCreate),
+            &name,
+            ok_label,
+            |c| async move { c.add(delta).await },
+        )
         .await?;
     Ok(Json(StrictValueReply {
         name,
@@ -60,7 +65,7 @@ pub(crate) async fn get(
             .strict
             .run(
                 &state.stats,
-                "get_sequential",
+                ("get_sequential", Open::Existing),
                 &name,
                 ok_label,
                 |c| async move { c.get_sequential().await },
@@ -69,9 +74,13 @@ pub(crate) async fn get(
     } else {
         state
             .strict
-            .run(&state.stats, "get", &name, ok_label, |c| async move {
-                c.get().await
-            })
+            .run(
+                &state.stats,
+                ("get", Open::Existing),
+                &name,
+                ok_label,
+                |c| async move { c.get().await },
+            )
             .await?
     };
     Ok(Json(StrictValueReply {
@@ -96,9 +105,13 @@ pub(crate) async fn cas(
     };
     let outcome = state
         .strict
-        .run(&state.stats, "cas", &name, label, |c| async move {
-            c.compare_and_set(expected, new).await
-        })
+        .run(
+            &state.stats,
+            ("cas", Open::OrCreate),
+            &name,
+            label,
+            |c| async move { c.compare_and_set(expected, new).await },
+        )
         .await?;
     match outcome {
         Outcome::Swapped => Ok(Json(CasReply {
@@ -120,9 +133,13 @@ pub(crate) async fn set(
     let value = required_i64(&object, "value")?;
     state
         .strict
-        .run(&state.stats, "set", &name, ok_label, |c| async move {
-            c.set(value).await
-        })
+        .run(
+            &state.stats,
+            ("set", Open::OrCreate),
+            &name,
+            ok_label,
+            |c| async move { c.set(value).await },
+        )
         .await?;
     Ok(Json(SetReply { name, value }))
 }
