@@ -18,6 +18,9 @@ const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const DEFAULT_GOSSIP_INTERVAL: &str = "100ms";
 const DEFAULT_COMMIT_INTERVAL: &str = "50ms";
 const DEFAULT_STRICT_TIMEOUT: &str = "5s";
+const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+const DEFAULT_MAX_CONNECTIONS: &str = "1024";
 const DEFAULT_LOG: &str = "info";
 
 /// Options of `countermesh agent`.
@@ -128,6 +131,21 @@ pub(crate) struct AgentArgs {
     )]
     allowed_host: Vec<String>,
 
+    /// How long a client may take to send a request's headers; slower connections (and
+    /// keep-alive connections idle this long) are closed. [default: 10s]
+    #[arg(long, env = "COUNTERMESH_HEADER_TIMEOUT", value_name = "DURATION")]
+    header_timeout: Option<String>,
+
+    /// How long one request may take from its headers to its answer (body upload
+    /// included); slower ones get 408. Must exceed --strict-timeout. [default: 30s]
+    #[arg(long, env = "COUNTERMESH_REQUEST_TIMEOUT", value_name = "DURATION")]
+    request_timeout: Option<String>,
+
+    /// HTTP connections served at once; further clients wait to be accepted.
+    /// [default: 1024]
+    #[arg(long, env = "COUNTERMESH_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -153,7 +171,30 @@ struct FileConfig {
     strict_timeout: Option<String>,
     token: Option<String>,
     allowed_host: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    max_connections: Option<String>,
     log: Option<String>,
+}
+
+/// Reads a TOML integer (or a string) as text, so numbers are parsed and checked with
+/// the same message whichever source they came from.
+fn number_as_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Number(i64),
+        Text(String),
+    }
+    Ok(
+        Option::<Text>::deserialize(deserializer)?.map(|value| match value {
+            Text::Number(n) => n.to_string(),
+            Text::Text(text) => text,
+        }),
+    )
 }
 
 /// How the mesh proves itself to peers.
@@ -178,12 +219,11 @@ pub(crate) struct AgentConfig {
     pub(crate) http: SocketAddr,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) tls: TlsSource,
-    pub(crate) gossip_interval: Duration,
-    pub(crate) commit_interval: Duration,
+    pub(crate) timing: Timing,
     pub(crate) zookeeper: Option<String>,
-    pub(crate) strict_timeout: Duration,
     pub(crate) token: Option<String>,
     pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) limits: HttpLimits,
     pub(crate) log: String,
 }
 
@@ -197,12 +237,11 @@ impl fmt::Debug for AgentConfig {
             .field("http", &self.http)
             .field("data_dir", &self.data_dir)
             .field("tls", &self.tls)
-            .field("gossip_interval", &self.gossip_interval)
-            .field("commit_interval", &self.commit_interval)
+            .field("timing", &self.timing)
             .field("zookeeper", &self.zookeeper)
-            .field("strict_timeout", &self.strict_timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("limits", &self.limits)
             .field("log", &self.log)
             .finish()
     }
@@ -216,82 +255,76 @@ impl AgentArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
-            flag.or(file).unwrap_or_else(|| default.to_owned())
-        };
+        self.over(file).validate()
+    }
 
-        let bind = parse_bind("bind", &pick(self.bind, file.bind, DEFAULT_BIND))?;
-        let http = parse_bind("http", &pick(self.http, file.http, DEFAULT_HTTP))?;
-        let advertise = self
-            .advertise
-            .or(file.advertise)
-            .map(|addr| resolve_addr("advertise", &addr))
-            .transpose()?;
-        let seeds = list(self.seeds, file.seeds)
-            .iter()
-            .map(|seed| resolve_addr("seeds", seed))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
-        let insecure =
-            self.insecure_no_peer_verification || file.insecure_no_peer_verification == Some(true);
-        let tls = tls_source(
-            insecure,
-            self.tls_ca.or(file.tls_ca),
-            self.tls_cert.or(file.tls_cert),
-            self.tls_key.or(file.tls_key),
-        )?;
-
-        let gossip_interval = parse_duration(
-            "gossip-interval",
-            &pick(
-                self.gossip_interval,
-                file.gossip_interval,
-                DEFAULT_GOSSIP_INTERVAL,
+    /// The flags' (and environment's) values where given, else the file's.
+    fn over(self, file: FileConfig) -> FileConfig {
+        FileConfig {
+            bind: self.bind.or(file.bind),
+            advertise: self.advertise.or(file.advertise),
+            seeds: Some(list(self.seeds, file.seeds)),
+            http: self.http.or(file.http),
+            data_dir: self.data_dir.or(file.data_dir),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            insecure_no_peer_verification: Some(
+                self.insecure_no_peer_verification
+                    || file.insecure_no_peer_verification == Some(true),
             ),
-        )?;
-        let commit_interval = parse_duration(
-            "commit-interval",
-            &pick(
-                self.commit_interval,
-                file.commit_interval,
-                DEFAULT_COMMIT_INTERVAL,
-            ),
-        )?;
-        let strict_timeout = parse_duration(
-            "strict-timeout",
-            &pick(
-                self.strict_timeout,
-                file.strict_timeout,
-                DEFAULT_STRICT_TIMEOUT,
-            ),
-        )?;
-
-        // The strict client keeps exactly-once receipts for ten minutes, which must
-        // outlast twice the longest operation.
-        if strict_timeout > Duration::from_secs(300) {
-            bail!("--strict-timeout: at most 5m, got {strict_timeout:?}");
+            gossip_interval: self.gossip_interval.or(file.gossip_interval),
+            commit_interval: self.commit_interval.or(file.commit_interval),
+            zookeeper: self.zookeeper.or(file.zookeeper),
+            strict_timeout: self.strict_timeout.or(file.strict_timeout),
+            token: self.token.or(file.token),
+            allowed_host: Some(list(self.allowed_host, file.allowed_host)),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            request_timeout: self.request_timeout.or(file.request_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            log: self.log.or(file.log),
         }
+    }
+}
+
+impl FileConfig {
+    /// Parses and checks the merged options.
+    fn validate(self) -> anyhow::Result<AgentConfig> {
+        let tls = tls_source(
+            self.insecure_no_peer_verification == Some(true),
+            self.tls_ca,
+            self.tls_cert,
+            self.tls_key,
+        )?;
+        let timing = Timing::parse(
+            self.gossip_interval,
+            self.commit_interval,
+            self.strict_timeout,
+        )?;
+        let http = HttpLimits::parse(
+            self.header_timeout,
+            self.request_timeout,
+            self.max_connections,
+            timing.strict_timeout,
+        )?;
         let zookeeper = self
             .zookeeper
-            .or(file.zookeeper)
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
         // Clients' tokens are compared after trimming, so the configured one is too.
-        let token = self.token.or(file.token).map(|t| t.trim().to_owned());
+        let token = self.token.map(|t| t.trim().to_owned());
         if token.as_ref().is_some_and(String::is_empty) {
             bail!("--token: the token is empty; leave the option out to run without one");
         }
-        let allowed_hosts = list(self.allowed_host, file.allowed_host);
+        let allowed_hosts = self.allowed_host.unwrap_or_default();
         for host in &allowed_hosts {
             crate::api::guard::validate_allowed_host(host)
                 .map_err(|why| anyhow::anyhow!("--allowed-host: {why}"))?;
         }
-        let log = pick(self.log, file.log, DEFAULT_LOG);
+        let log = self.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .with_context(|| format!("--log: invalid filter {log:?}"))?;
-
-        let data_dir = self.data_dir.or(file.data_dir);
-        if let Some(dir) = &data_dir
+        if let Some(dir) = &self.data_dir
             && dir.exists()
             && !dir.is_dir()
         {
@@ -300,21 +333,114 @@ impl AgentArgs {
                 dir.display()
             );
         }
-
         Ok(AgentConfig {
-            bind,
-            advertise,
-            seeds,
-            http,
-            data_dir,
+            bind: parse_bind("bind", self.bind.as_deref().unwrap_or(DEFAULT_BIND))?,
+            advertise: self
+                .advertise
+                .map(|addr| resolve_addr("advertise", &addr))
+                .transpose()?,
+            seeds: self
+                .seeds
+                .unwrap_or_default()
+                .iter()
+                .map(|seed| resolve_addr("seeds", seed))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            http: parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?,
+            data_dir: self.data_dir,
             tls,
-            gossip_interval,
-            commit_interval,
+            timing,
             zookeeper,
-            strict_timeout,
             token,
             allowed_hosts,
+            limits: http,
             log,
+        })
+    }
+}
+
+/// The protocol's and strict mode's intervals and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) gossip_interval: Duration,
+    pub(crate) commit_interval: Duration,
+    pub(crate) strict_timeout: Duration,
+}
+
+impl Timing {
+    fn parse(
+        gossip: Option<String>,
+        commit: Option<String>,
+        strict: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let strict_timeout = parse_duration(
+            "strict-timeout",
+            strict.as_deref().unwrap_or(DEFAULT_STRICT_TIMEOUT),
+        )?;
+        // The strict client keeps exactly-once receipts for ten minutes, which must
+        // outlast twice the longest operation.
+        if strict_timeout > Duration::from_secs(300) {
+            bail!("--strict-timeout: at most 5m, got {strict_timeout:?}");
+        }
+        Ok(Self {
+            gossip_interval: parse_duration(
+                "gossip-interval",
+                gossip.as_deref().unwrap_or(DEFAULT_GOSSIP_INTERVAL),
+            )?,
+            commit_interval: parse_duration(
+                "commit-interval",
+                commit.as_deref().unwrap_or(DEFAULT_COMMIT_INTERVAL),
+            )?,
+            strict_timeout,
+        })
+    }
+}
+
+/// Bounds on what HTTP clients can hold: time to send headers, time for a whole
+/// request, connections at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub(crate) header_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl HttpLimits {
+    fn parse(
+        header: Option<String>,
+        request: Option<String>,
+        connections: Option<String>,
+        strict_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let request_timeout = parse_duration(
+            "request-timeout",
+            request.as_deref().unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        )?;
+        if request_timeout <= strict_timeout {
+            bail!(
+                "--request-timeout ({request_timeout:?}) must be longer than --strict-timeout \
+                 ({strict_timeout:?}), or strict operations would be cut off with their \
+                 outcome unknown"
+            );
+        }
+        let connections = connections.as_deref().unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections = connections
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--max-connections: expected a number from 1 to 1000000, got \
+                     {connections:?}"
+                )
+            })?;
+        Ok(Self {
+            header_timeout: parse_duration(
+                "header-timeout",
+                header.as_deref().unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            )?,
+            request_timeout,
+            max_connections,
         })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use countermesh::{Counter, CounterError, Mesh, MeshError};
 
@@ -27,6 +27,8 @@ pub(crate) struct AgentState {
     pub(crate) token: Option<String>,
     /// The `Host` values HTTP requests may carry.
     pub(crate) allowed_hosts: AllowedHosts,
+    /// How long one request may take, body included (408 after).
+    pub(crate) request_timeout: Duration,
     pub(crate) started: Instant,
     /// Bounds how many batch bodies are parsed at once (see `api::eventual::batch`).
     pub(crate) batch_slots: tokio::sync::Semaphore,
@@ -51,6 +53,7 @@ pub(crate) enum OpenError {
 pub(crate) struct HttpPolicy {
     pub(crate) token: Option<String>,
     pub(crate) allowed_hosts: AllowedHosts,
+    pub(crate) request_timeout: Duration,
 }
 
 impl AgentState {
@@ -62,6 +65,7 @@ impl AgentState {
             stats: AgentStats::default(),
             token: policy.token,
             allowed_hosts: policy.allowed_hosts,
+            request_timeout: policy.request_timeout,
             started: Instant::now(),
             batch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BATCHES),
         }

@@ -19,6 +19,8 @@ pub(crate) struct AgentStats {
     pub(crate) reads: AtomicU64,
     /// Batch requests applied.
     pub(crate) batches: AtomicU64,
+    /// Batch requests waiting for a parse slot right now (their bodies not read yet).
+    pub(crate) batches_waiting: AtomicU64,
     /// HTTP responses by (route, status).
     http: Mutex<BTreeMap<(String, u16), u64>>,
     /// Strict operations: latency histograms by op, counts by (op, outcome).
@@ -69,6 +71,23 @@ pub(crate) struct StrictMetrics {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain numbers behind: still usable.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts one batch as waiting for a slot while it lives.
+#[derive(Debug)]
+pub(crate) struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    pub(crate) fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl AgentStats {

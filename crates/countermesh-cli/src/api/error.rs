@@ -100,6 +100,18 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {limit:?} (--request-timeout), body included; \
+                 an eventual add or batch was not applied, a strict write may or may not \
+                 have been (read the counter to know)"
+            ),
+        )
+    }
+
     pub(crate) fn payload_too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }

@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use countermesh::MemberState;
 use serde_json::Value;
 
+use crate::agent::stats::Waiting;
 use crate::api::Shared;
 use crate::api::body::{counter_name, json_object, optional_i64};
 use crate::api::error::ApiError;
@@ -20,7 +21,10 @@ use crate::api::replies::{
 /// The most entries one batch may carry.
 pub(crate) const MAX_BATCH_ENTRIES: usize = 100_000;
 /// How many counters a listing returns unless `limit` says otherwise.
-const DEFAULT_LIST_LIMIT: usize = 10_000;
+const DEFAULT_LIST_LIMIT: usize = 1_000;
+/// The most counters one listing request may return: its rows are copied under the node
+/// lock, so this bounds how long one request holds it beyond the scan.
+pub(crate) const MAX_LIST_LIMIT: usize = 10_000;
 
 /// A local atomic add: never waits for the network.
 pub(crate) async fn add(
@@ -68,15 +72,19 @@ pub(crate) async fn read(
 /// entry leaves every counter untouched.
 pub(crate) async fn batch(
     State(state): Shared,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Json<BatchReply>, ApiError> {
-    // Parsing holds memory proportional to the body, so only a few batches parse at
-    // once; the rest wait their turn.
+    // Reading and parsing hold memory proportional to the body, so only a few batches
+    // do it at once. The slot is taken before the body is read: a batch waiting for one
+    // holds nothing but its connection, whatever size it announced.
+    let waiting = Waiting::new(&state.stats.batches_waiting);
     let _permit = state
         .batch_slots
         .acquire()
         .await
         .map_err(|_| ApiError::unavailable("the agent is stopping"))?;
+    drop(waiting);
+    let body = Bytes::from_request(request, &()).await;
     let object = json_object(body, false)?;
     let parsed = batch_entries(&object)?;
     // Open every handle before adding anything, so a counter that cannot be created
@@ -138,6 +146,8 @@ fn batch_entries(object: &serde_json::Map<String, Value>) -> Result<Vec<(&str, i
     Ok(parsed)
 }
 
+/// One page of counters by name. The scan and the copy of at most `limit` rows happen
+/// under the node lock; serialising them happens after it is released.
 pub(crate) async fn list(
     State(state): Shared,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -145,20 +155,32 @@ pub(crate) async fn list(
     let Query(query) =
         query.map_err(|e| ApiError::invalid_value(format!("bad query string: {e}")))?;
     let prefix = query.get("prefix").map_or("", String::as_str);
+    let after = query.get("after").map_or("", String::as_str);
     let limit = match query.get("limit") {
         None => DEFAULT_LIST_LIMIT,
-        Some(limit) => limit.parse::<usize>().map_err(|_| {
-            ApiError::invalid_value(format!(
-                "`limit` must be a non-negative integer, not {limit:?}"
-            ))
-        })?,
+        Some(limit) => limit
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| *limit <= MAX_LIST_LIMIT)
+            .ok_or_else(|| {
+                ApiError::invalid_value(format!(
+                    "`limit` must be an integer from 0 to {MAX_LIST_LIMIT}, not {limit:?}; \
+                     page through longer listings with `after` (the `next` of each answer)"
+                ))
+            })?,
     };
     state.stats.count_read();
-    let (page, truncated) = state.mesh.counters_page(prefix, limit);
+    let (page, truncated) = state.mesh.counters_page_after(prefix, after, limit);
+    let next = if truncated {
+        page.last().map(|last| last.name.to_string())
+    } else {
+        None
+    };
     Ok(Json(ListReply {
         counters: page.into_iter().map(CounterRow::from).collect(),
         consistency: "eventual",
         truncated,
+        next,
     }))
 }
 

@@ -9,7 +9,7 @@
 //! | `POST /v1/counters/{name}/add` `{"delta"}` | `{"name","delta","consistency":"eventual"}` |
 //! | `GET /v1/counters/{name}` | `{"name","value","consistency","contributors","members"}` |
 //! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}]}` | `{"applied","consistency"}` |
-//! | `GET /v1/counters?prefix=&limit=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated"}` |
+//! | `GET /v1/counters?prefix=&limit=&after=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated","next"}` |
 //! | `GET /v1/members` | `{"self":{..},"members":[{"addr","actor","incarnation","state"}]}` |
 //! | `POST /v1/strict/{name}/add` `{"delta"}` | `{"name","value","consistency":"strict"}` |
 //! | `GET /v1/strict/{name}[?sequential=true]` | `{"name","value","consistency":"strict"}` |
@@ -30,7 +30,12 @@
 //! (403 `host_not_allowed`; see [`guard`]).
 //! Single operations take bodies up to [`body::MAX_SMALL_BODY_BYTES`]; batches up to
 //! [`body::MAX_BODY_BYTES`], at most
-//! [`MAX_CONCURRENT_BATCHES`](crate::agent::state::MAX_CONCURRENT_BATCHES) parsed at once.
+//! [`MAX_CONCURRENT_BATCHES`](crate::agent::state::MAX_CONCURRENT_BATCHES) read and
+//! parsed at once (a batch takes its slot before reading its body, so waiting batches
+//! hold no body in memory). Every request must complete within `--request-timeout`
+//! (408 otherwise); connections are capped and must send their headers within
+//! `--header-timeout` (see `agent/server.rs`). Listings return at most
+//! [`eventual::MAX_LIST_LIMIT`] counters per request and page with `after`.
 
 mod body;
 pub(crate) mod error;
@@ -45,9 +50,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use self::body::{MAX_BODY_BYTES, MAX_SMALL_BODY_BYTES};
@@ -96,6 +101,7 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
             guard::check_host,
         ))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), account))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -117,6 +123,23 @@ async fn method_not_allowed() -> ApiError {
         code: "method_not_allowed",
         message: "this route does not take that method".to_owned(),
         actual: None,
+    }
+}
+
+/// Answers 408 (and closes the connection) when a request, body upload included, takes
+/// longer than `--request-timeout`: a client trickling its body in holds a task and a
+/// buffer only that long.
+async fn deadline(State(state): Shared, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::request_timeout(state.request_timeout).into_response();
+            // The rest of the body may still be on its way; do not read it.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 

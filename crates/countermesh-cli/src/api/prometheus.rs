@@ -125,6 +125,12 @@ const FAMILIES: &[Family] = &[
         samples: |s, w| w.sample(&[], s.state.stats.batches.load(Ordering::Relaxed)),
     },
     Family {
+        name: "countermesh_http_batches_waiting",
+        kind: GAUGE,
+        help: "Batch requests waiting for a parse slot (their bodies not read yet).",
+        samples: |s, w| w.sample(&[], s.state.stats.batches_waiting.load(Ordering::Relaxed)),
+    },
+    Family {
         name: "countermesh_counters",
         kind: GAUGE,
         help: "Distinct counters this node knows.",

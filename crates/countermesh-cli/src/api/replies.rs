@@ -55,6 +55,8 @@ pub(crate) struct ListReply {
     pub(crate) consistency: &'static str,
     /// Whether more counters matched than `limit` allowed.
     pub(crate) truncated: bool,
+    /// When truncated, the `after` that asks for the next page (the last name here).
+    pub(crate) next: Option<String>,
 }
 
 /// This node, in `/v1/members` and `/v1/status`.

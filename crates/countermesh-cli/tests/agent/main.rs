@@ -7,6 +7,7 @@
 mod config;
 mod errors;
 mod eventual;
+mod limits;
 mod metrics;
 mod security;
 mod status_page;
