@@ -118,6 +118,18 @@ pub(crate) struct AgentArgs {
     )]
     token: Option<String>,
 
+    /// Read the token from this file (trailing whitespace ignored) instead of --token,
+    /// which keeps it out of the process list and the environment. The file must be
+    /// accessible by its owner only (chmod 600).
+    #[arg(long, env = "COUNTERMESH_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Serve an --http address that is not loopback without a token. Without this flag
+    /// such a configuration is refused: anyone who can reach the address could read and
+    /// change every counter. [default: false]
+    #[arg(long, env = "COUNTERMESH_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+
     /// Another name (or IP address) clients reach the HTTP API by, comma-separated or
     /// repeated. Requests whose `Host` is not a loopback name or address, the --http
     /// address (any IP address when it is 0.0.0.0 or [::]) or one of these are refused
@@ -170,6 +182,8 @@ struct FileConfig {
     zookeeper: Option<String>,
     strict_timeout: Option<String>,
     token: Option<String>,
+    token_file: Option<PathBuf>,
+    allow_unauthenticated: Option<bool>,
     allowed_host: Option<Vec<String>>,
     header_timeout: Option<String>,
     request_timeout: Option<String>,
@@ -222,6 +236,8 @@ pub(crate) struct AgentConfig {
     pub(crate) timing: Timing,
     pub(crate) zookeeper: Option<String>,
     pub(crate) token: Option<String>,
+    /// Whether a non-loopback --http without a token was allowed explicitly.
+    pub(crate) allow_unauthenticated: bool,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) limits: HttpLimits,
     pub(crate) log: String,
@@ -240,6 +256,7 @@ impl fmt::Debug for AgentConfig {
             .field("timing", &self.timing)
             .field("zookeeper", &self.zookeeper)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("limits", &self.limits)
             .field("log", &self.log)
@@ -278,6 +295,10 @@ impl AgentArgs {
             zookeeper: self.zookeeper.or(file.zookeeper),
             strict_timeout: self.strict_timeout.or(file.strict_timeout),
             token: self.token.or(file.token),
+            token_file: self.token_file.or(file.token_file),
+            allow_unauthenticated: Some(
+                self.allow_unauthenticated || file.allow_unauthenticated == Some(true),
+            ),
             allowed_host: Some(list(self.allowed_host, file.allowed_host)),
             header_timeout: self.header_timeout.or(file.header_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
@@ -301,7 +322,7 @@ impl FileConfig {
             self.commit_interval,
             self.strict_timeout,
         )?;
-        let http = HttpLimits::parse(
+        let limits = HttpLimits::parse(
             self.header_timeout,
             self.request_timeout,
             self.max_connections,
@@ -311,10 +332,15 @@ impl FileConfig {
             .zookeeper
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
-        // Clients' tokens are compared after trimming, so the configured one is too.
-        let token = self.token.map(|t| t.trim().to_owned());
-        if token.as_ref().is_some_and(String::is_empty) {
-            bail!("--token: the token is empty; leave the option out to run without one");
+        let token = read_token(self.token, self.token_file.as_deref())?;
+        let http = parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?;
+        let allow_unauthenticated = self.allow_unauthenticated == Some(true);
+        if token.is_none() && !http.ip().is_loopback() && !allow_unauthenticated {
+            bail!(
+                "--http {http} is reachable from other hosts, and without a token anyone who \
+                 can reach it can read and change every counter: set --token or \
+                 --token-file, or pass --allow-unauthenticated if the network is trusted"
+            );
         }
         let allowed_hosts = self.allowed_host.unwrap_or_default();
         for host in &allowed_hosts {
@@ -345,14 +371,15 @@ impl FileConfig {
                 .iter()
                 .map(|seed| resolve_addr("seeds", seed))
                 .collect::<anyhow::Result<Vec<_>>>()?,
-            http: parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?,
+            http,
             data_dir: self.data_dir,
             tls,
             timing,
             zookeeper,
             token,
+            allow_unauthenticated,
             allowed_hosts,
-            limits: http,
+            limits,
             log,
         })
     }
@@ -443,6 +470,50 @@ impl HttpLimits {
             max_connections,
         })
     }
+}
+
+/// The bearer token from `--token` or `--token-file` (one of them), trimmed: clients'
+/// tokens are compared after trimming, so the configured one is too.
+fn read_token(token: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let token = match (token, file) {
+        (Some(_), Some(_)) => bail!("--token and --token-file: give one or the other"),
+        (Some(token), None) => token,
+        (None, Some(path)) => {
+            check_private_file(path).map_err(|why| anyhow::anyhow!("--token-file: {why}"))?;
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file: cannot read {}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        bail!("--token/--token-file: the token is empty; leave the option out to run without one");
+    }
+    Ok(Some(token))
+}
+
+/// Refuses a secret file that its group or other users can access.
+pub(crate) fn check_private_file(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is accessible by its group or other users (mode {:04o}); it holds a \
+                 secret, so make it private: chmod 600 {}",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A list option: the flags' (or environment's) entries if any, else the file's; blank

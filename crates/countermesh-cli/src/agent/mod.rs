@@ -30,6 +30,13 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(&config.log);
     info!(?config, "starting the agent");
+    if config.token.is_none() && !config.http.ip().is_loopback() {
+        warn!(
+            http = %config.http,
+            "the HTTP API is served without authentication (--allow-unauthenticated): \
+             anyone who can reach it can read and change every counter"
+        );
+    }
 
     let tls = match &config.tls {
         TlsSource::Files { ca, cert, key } => TlsConfig::from_pem_files(ca, cert, key)

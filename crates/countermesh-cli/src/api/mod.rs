@@ -17,6 +17,7 @@
 //! | `POST /v1/strict/{name}/set` `{"value"}` | `{"name","value"}` |
 //! | `DELETE /v1/strict/{name}` | `{"name","deleted":true}` |
 //! | `GET /v1/status`, `GET /`, `GET /metrics`, `GET /healthz` | status JSON, page, Prometheus, `ok` |
+//! | `GET /status.js`, `GET /status.css` | the status page's script and style |
 //!
 //! Strict counters are created at 0 by their first write (add, cas, set). Reading one
 //! that does not exist answers 404 and creates nothing: a `GET` can be triggered by any
@@ -100,9 +101,14 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
             state.clone(),
             guard::check_host,
         ))
+        // Static and data-free: no Host check or token (the page loads its script and
+        // style before it can send a token).
         .route("/healthz", get(|| async { "ok" }))
+        .route("/status.js", get(status_page::script))
+        .route("/status.css", get(status_page::style))
         .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), account))
+        .layer(middleware::from_fn(guard::security_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

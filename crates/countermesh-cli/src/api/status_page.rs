@@ -1,8 +1,9 @@
 //! The live status page (`GET /`) and the JSON it polls (`GET /v1/status`).
 //!
 //! The page is rendered on the server with the current state, so it is useful without
-//! JavaScript, and a small inline script (no build step) refreshes it every second from
-//! `/v1/status`. Every name shown is escaped: on the server with [`escape_html`], in the
+//! JavaScript, and a small script (`/status.js`, no build step) refreshes it every second
+//! from `/v1/status`. Script and style are same-origin files, never inline, so the
+//! page's Content-Security-Policy can forbid inline script. Every name shown is escaped: on the server with [`escape_html`], in the
 //! browser by only ever assigning `textContent`.
 
 use std::fmt::Write as _;
@@ -11,7 +12,8 @@ use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Html;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 
 use crate::agent::state::AgentState;
 use crate::api::replies::{
@@ -62,6 +64,20 @@ pub(crate) async fn status(State(state): State<Arc<AgentState>>) -> Json<StatusR
 
 pub(crate) async fn page(State(state): State<Arc<AgentState>>) -> Html<String> {
     Html(render(&snapshot(&state)))
+}
+
+/// `GET /status.js`: static, no data, so it needs no token (the page loads it before
+/// its script can send one).
+pub(crate) async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+}
+
+/// `GET /status.css`: static, like the script.
+pub(crate) async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -172,6 +188,10 @@ fn fill_template(template: &str, values: &[(&str, &str)]) -> String {
 
 /// The page template: `{{KEY}}` placeholders filled by [`render`].
 const PAGE: &str = include_str!("status_page.html");
+/// The page's script and style, separate files because the page's Content-Security-Policy
+/// allows no inline script or style (see `guard::security_headers`).
+const SCRIPT: &str = include_str!("status_page.js");
+const STYLE: &str = include_str!("status_page.css");
 
 #[cfg(test)]
 mod tests {
