@@ -80,9 +80,15 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_TLS_CERT", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
 
-    /// This node's private key (PEM).
+    /// This node's private key (PEM), accessible by its owner only (chmod 600).
     #[arg(long, env = "COUNTERMESH_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+
+    /// A certificate revocation list (PEM, from `countermesh certs revoke`): peers whose
+    /// certificates it lists are refused, whether they connect or are connected to.
+    /// [default: none]
+    #[arg(long, env = "COUNTERMESH_TLS_CRL", value_name = "FILE")]
+    tls_crl: Option<PathBuf>,
 
     /// Run without TLS peer verification: any host that can reach the mesh port can
     /// join, read and write. For experiments only. [default: false]
@@ -176,6 +182,7 @@ struct FileConfig {
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_crl: Option<PathBuf>,
     insecure_no_peer_verification: Option<bool>,
     gossip_interval: Option<String>,
     commit_interval: Option<String>,
@@ -219,6 +226,7 @@ pub(crate) enum TlsSource {
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
+        crl: Option<PathBuf>,
     },
     /// No peer verification (experiments only).
     Insecure,
@@ -286,6 +294,7 @@ impl AgentArgs {
             tls_ca: self.tls_ca.or(file.tls_ca),
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
+            tls_crl: self.tls_crl.or(file.tls_crl),
             insecure_no_peer_verification: Some(
                 self.insecure_no_peer_verification
                     || file.insecure_no_peer_verification == Some(true),
@@ -313,9 +322,8 @@ impl FileConfig {
     fn validate(self) -> anyhow::Result<AgentConfig> {
         let tls = tls_source(
             self.insecure_no_peer_verification == Some(true),
-            self.tls_ca,
-            self.tls_cert,
-            self.tls_key,
+            [self.tls_ca, self.tls_cert, self.tls_key],
+            self.tls_crl,
         )?;
         let timing = Timing::parse(
             self.gossip_interval,
@@ -578,15 +586,14 @@ fn parse_duration(option: &str, value: &str) -> anyhow::Result<Duration> {
 
 fn tls_source(
     insecure: bool,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+    [ca, cert, key]: [Option<PathBuf>; 3],
+    crl: Option<PathBuf>,
 ) -> anyhow::Result<TlsSource> {
     if insecure {
-        if ca.is_some() || cert.is_some() || key.is_some() {
+        if ca.is_some() || cert.is_some() || key.is_some() || crl.is_some() {
             bail!(
-                "--insecure-no-peer-verification cannot be combined with --tls-ca, --tls-cert \
-                 or --tls-key: choose mutual TLS or no verification"
+                "--insecure-no-peer-verification cannot be combined with --tls-ca, --tls-cert, \
+                 --tls-key or --tls-crl: choose mutual TLS or no verification"
             );
         }
         return Ok(TlsSource::Insecure);
@@ -603,15 +610,18 @@ fn tls_source(
     match (ca, cert, key) {
         (Some(ca), Some(cert), Some(key)) => {
             for (flag, path) in [
-                ("--tls-ca", &ca),
-                ("--tls-cert", &cert),
-                ("--tls-key", &key),
+                ("--tls-ca", Some(&ca)),
+                ("--tls-cert", Some(&cert)),
+                ("--tls-key", Some(&key)),
+                ("--tls-crl", crl.as_ref()),
             ] {
-                if !path.is_file() {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
                     bail!("{flag}: {} does not exist or is not a file", path.display());
                 }
             }
-            Ok(TlsSource::Files { ca, cert, key })
+            Ok(TlsSource::Files { ca, cert, key, crl })
         }
         _ => bail!(
             "mutual TLS needs --tls-ca, --tls-cert and --tls-key (missing: {}); create them \
@@ -671,7 +681,7 @@ mod tests {
 
     #[test]
     fn missing_tls_files_are_named() {
-        let err = tls_source(false, Some("ca.pem".into()), None, None).unwrap_err();
+        let err = tls_source(false, [Some("ca.pem".into()), None, None], None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("--tls-cert, --tls-key"), "{text}");
     }

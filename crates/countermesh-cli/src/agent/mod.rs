@@ -38,11 +38,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         );
     }
 
-    let tls = match &config.tls {
-        TlsSource::Files { ca, cert, key } => TlsConfig::from_pem_files(ca, cert, key)
-            .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?,
-        TlsSource::Insecure => TlsConfig::dangerously_insecure_no_peer_verification(),
-    };
+    let tls = load_tls(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("--http: cannot listen on {}", config.http))?;
@@ -135,6 +131,26 @@ async fn shut_down(state: Arc<AgentState>) -> anyhow::Result<()> {
     }
 }
 
+fn load_tls(source: &TlsSource) -> anyhow::Result<TlsConfig> {
+    match source {
+        TlsSource::Files { ca, cert, key, crl } => {
+            let tls = TlsConfig::from_pem_files(ca, cert, key)
+                .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?;
+            info!(
+                cluster = tls.cluster_san().unwrap_or_default(),
+                "mutual TLS"
+            );
+            match crl {
+                Some(crl) => tls
+                    .with_crl_file(crl)
+                    .with_context(|| format!("--tls-crl: loading {}", crl.display())),
+                None => Ok(tls),
+            }
+        }
+        TlsSource::Insecure => Ok(TlsConfig::dangerously_insecure_no_peer_verification()),
+    }
+}
+
 fn init_logging(filter: &str) {
     // The filter was validated with the configuration; a second subscriber (tests that
     // run the agent in-process) is not an error.
@@ -158,7 +174,13 @@ async fn start_mesh(config: &AgentConfig, tls: TlsConfig) -> anyhow::Result<Mesh
         builder = builder.advertise(addr);
     }
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir)
+        // Private to this user: it holds every count the node knows.
+        let mut create = std::fs::DirBuilder::new();
+        create.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+        create
+            .create(dir)
             .with_context(|| format!("--data-dir: cannot create {}", dir.display()))?;
         builder = builder.data_dir(dir);
     }

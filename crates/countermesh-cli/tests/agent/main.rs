@@ -4,6 +4,7 @@
 // Tests say what they skip or saw on stdout, which the runner shows on failure.
 #![allow(clippy::print_stdout)]
 
+mod certs;
 mod config;
 mod errors;
 mod eventual;
