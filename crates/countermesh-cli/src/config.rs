@@ -21,6 +21,8 @@ const DEFAULT_STRICT_TIMEOUT: &str = "5s";
 const DEFAULT_HEADER_TIMEOUT: &str = "10s";
 const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONNECTIONS: &str = "1024";
+/// A tenth of the store's limit: see `--max-counters`.
+const DEFAULT_MAX_COUNTERS: &str = "100000";
 const DEFAULT_LOG: &str = "info";
 
 /// Options of `countermesh agent`.
@@ -164,6 +166,14 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<String>,
 
+    /// The most counters the node may know before this agent refuses to create another
+    /// (403 counter_limit; adds to known counters still work). Counters learned from
+    /// peers count too, so whatever a client sends here, no peer's store grows past this
+    /// through this agent. A tenth of the store's hard limit (1,000,000), which leaves
+    /// every peer room for the rest of the cluster. [default: 100000]
+    #[arg(long, env = "COUNTERMESH_MAX_COUNTERS", value_name = "N")]
+    max_counters: Option<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -196,6 +206,8 @@ struct FileConfig {
     request_timeout: Option<String>,
     #[serde(default, deserialize_with = "number_as_text")]
     max_connections: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    max_counters: Option<String>,
     log: Option<String>,
 }
 
@@ -248,6 +260,8 @@ pub(crate) struct AgentConfig {
     pub(crate) allow_unauthenticated: bool,
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) limits: HttpLimits,
+    /// Counters the node may know before this agent creates no more.
+    pub(crate) max_counters: usize,
     pub(crate) log: String,
 }
 
@@ -267,6 +281,7 @@ impl fmt::Debug for AgentConfig {
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("limits", &self.limits)
+            .field("max_counters", &self.max_counters)
             .field("log", &self.log)
             .finish()
     }
@@ -312,6 +327,7 @@ impl AgentArgs {
             header_timeout: self.header_timeout.or(file.header_timeout),
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_connections: self.max_connections.or(file.max_connections),
+            max_counters: self.max_counters.or(file.max_counters),
             log: self.log.or(file.log),
         }
     }
@@ -350,6 +366,11 @@ impl FileConfig {
                  --token-file, or pass --allow-unauthenticated if the network is trusted"
             );
         }
+        let max_counters = parse_count(
+            "max-counters",
+            self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),
+            countermesh_core::DEFAULT_MAX_COUNTERS,
+        )?;
         let allowed_hosts = self.allowed_host.unwrap_or_default();
         for host in &allowed_hosts {
             crate::api::guard::validate_allowed_host(host)
@@ -388,6 +409,7 @@ impl FileConfig {
             allow_unauthenticated,
             allowed_hosts,
             limits,
+            max_counters,
             log,
         })
     }
@@ -457,18 +479,11 @@ impl HttpLimits {
                  outcome unknown"
             );
         }
-        let connections = connections.as_deref().unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        let max_connections = connections
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--max-connections: expected a number from 1 to 1000000, got \
-                     {connections:?}"
-                )
-            })?;
+        let max_connections = parse_count(
+            "max-connections",
+            connections.as_deref().unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1_000_000,
+        )?;
         Ok(Self {
             header_timeout: parse_duration(
                 "header-timeout",
@@ -571,6 +586,18 @@ fn resolve_addr(option: &str, value: &str) -> anyhow::Result<SocketAddr> {
                 "--{option}: invalid address {value:?}: expected HOST:PORT or IP:PORT that \
                  resolves, such as 10.0.0.2:7946"
             )
+        })
+}
+
+/// A count from 1 to `max`.
+fn parse_count(option: &str, value: &str, max: usize) -> anyhow::Result<usize> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--{option}: expected a number from 1 to {max}, got {value:?}")
         })
 }
 

@@ -88,6 +88,12 @@ impl Mesh {
         Ok(locked.node.store_mut().counter(name)?)
     }
 
+    /// How many counters this node knows: those created here and those learned from
+    /// peers.
+    pub fn counter_count(&self) -> usize {
+        self.inner().shared.lock().node.store().len()
+    }
+
     /// The eventually consistent value of `name` with how many actors contributed, or
     /// `None` if this node has never heard of it.
     pub fn value(&self, name: &str) -> Option<CounterValue> {

@@ -54,6 +54,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         token: config.token.clone(),
         allowed_hosts: AllowedHosts::new(http, &config.allowed_hosts),
         request_timeout: config.limits.request_timeout,
+        max_counters: config.max_counters,
     };
     let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));

@@ -29,6 +29,8 @@ pub(crate) struct AgentState {
     pub(crate) allowed_hosts: AllowedHosts,
     /// How long one request may take, body included (408 after).
     pub(crate) request_timeout: Duration,
+    /// Counters the node may know before this agent creates no more.
+    max_counters: usize,
     pub(crate) started: Instant,
     /// Bounds how many batch bodies are parsed at once (see `api::eventual::batch`).
     pub(crate) batch_slots: tokio::sync::Semaphore,
@@ -40,6 +42,17 @@ pub(crate) enum OpenError {
     /// The name is not a valid counter name.
     #[error("{0}")]
     InvalidName(String),
+    /// The node knows `--max-counters` counters; this agent creates no more.
+    #[error(
+        "cannot create counter {name:?}: this node already knows {known} counters and the \
+         agent creates none beyond {max} (--max-counters); add to existing counters, or \
+         raise the limit"
+    )]
+    Limit {
+        name: String,
+        known: usize,
+        max: usize,
+    },
     /// The node's store holds as many counters as it may.
     #[error("cannot create counter {name:?}: {reason}")]
     StoreFull { name: String, reason: String },
@@ -54,6 +67,7 @@ pub(crate) struct HttpPolicy {
     pub(crate) token: Option<String>,
     pub(crate) allowed_hosts: AllowedHosts,
     pub(crate) request_timeout: Duration,
+    pub(crate) max_counters: usize,
 }
 
 impl AgentState {
@@ -66,12 +80,15 @@ impl AgentState {
             token: policy.token,
             allowed_hosts: policy.allowed_hosts,
             request_timeout: policy.request_timeout,
+            max_counters: policy.max_counters,
             started: Instant::now(),
             batch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BATCHES),
         }
     }
 
-    /// The handle for `name` (already validated), created on first use.
+    /// The handle for `name` (already validated), created on first use. A counter the
+    /// node does not know yet is created only while it knows fewer than
+    /// `--max-counters`.
     pub(crate) fn counter(&self, name: &str) -> Result<Counter, OpenError> {
         if let Some(counter) = self
             .counters
@@ -80,6 +97,20 @@ impl AgentState {
             .get(name)
         {
             return Ok(counter.clone());
+        }
+        // Creations through this agent are serialised by the cache's write lock, so two
+        // requests cannot both take the last place under the limit.
+        let mut counters = self.counters.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(counter) = counters.get(name) {
+            return Ok(counter.clone());
+        }
+        let known = self.mesh.counter_count();
+        if known >= self.max_counters && self.mesh.value(name).is_none() {
+            return Err(OpenError::Limit {
+                name: name.to_owned(),
+                known,
+                max: self.max_counters,
+            });
         }
         let counter = self.mesh.counter(name).map_err(|error| match error {
             MeshError::Counter(CounterError::InvalidName(e)) => {
@@ -93,10 +124,7 @@ impl AgentState {
             },
             other => OpenError::Mesh(other.to_string()),
         })?;
-        self.counters
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), counter.clone());
+        counters.insert(name.to_owned(), counter.clone());
         Ok(counter)
     }
 }

@@ -163,6 +163,9 @@ impl From<OpenError> for ApiError {
     fn from(error: OpenError) -> Self {
         match error {
             OpenError::InvalidName(message) => Self::invalid_name(message),
+            error @ OpenError::Limit { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "counter_limit", error.to_string())
+            }
             // The store's counter limit protects the node's memory; the client can do
             // nothing about it but wait for an operator.
             error @ OpenError::StoreFull { .. } => Self::unavailable(error.to_string()),

@@ -325,3 +325,114 @@ async fn listings_are_paged_with_a_cursor_and_a_bounded_limit() -> anyhow::Resul
     }
     Ok(())
 }
+
+/// Issue 8 item 12: `--max-counters` bounds how many counters the node may know before
+/// this agent refuses to create another (403 `counter_limit`, nothing applied), so one
+/// local client cannot fill every peer's store. Counters learned from peers count too;
+/// adding to a counter the node already knows always works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_counters_bounds_what_one_agent_creates() -> anyhow::Result<()> {
+    let pki = crate::support::Pki::new()?;
+    let open = crate::support::cluster(&pki, 1, &[])?.remove(0);
+    let mut args = pki.tls_args("capped")?;
+    args.extend(
+        [
+            "--gossip-interval",
+            "50ms",
+            "--max-counters",
+            "4",
+            "--seeds",
+        ]
+        .map(str::to_owned),
+    );
+    args.push(open.quic.to_string());
+    let capped = crate::support::Agent::start(pki.dir.path(), "capped", &args, &[])?;
+    let url = &capped.url;
+
+    // Three counters created through the capped agent, one learned from the peer.
+    post(
+        &format!("{url}/v1/counters:batch"),
+        &json!({"adds": [{"name": "c1"}, {"name": "c2"}, {"name": "c3"}]}),
+    )
+    .await?
+    .expect_ok();
+    post(
+        &format!("{}/v1/counters/learned/add", open.url),
+        &json!({"delta": 5}),
+    )
+    .await?
+    .expect_ok();
+    eventually(
+        "the capped agent learns the peer's counter",
+        CONVERGE_TIMEOUT,
+        || async {
+            let read = get(&format!("{url}/v1/counters/learned")).await?;
+            Ok(if read.status == 200 {
+                Ok(())
+            } else {
+                Err(read.body.to_string())
+            })
+        },
+    )
+    .await?;
+
+    // Four known: a fifth is refused, by a single add and by a batch (which then applies
+    // nothing, not even its adds to known counters).
+    let message = post(&format!("{url}/v1/counters/c5/add"), &json!({}))
+        .await?
+        .expect_error(403, "counter_limit");
+    assert!(message.contains("--max-counters"), "{message}");
+    post(
+        &format!("{url}/v1/counters:batch"),
+        &json!({"adds": [{"name": "c1", "delta": 10}, {"name": "c6"}]}),
+    )
+    .await?
+    .expect_error(403, "counter_limit");
+    get(&format!("{url}/v1/counters/c5"))
+        .await?
+        .expect_error(404, "not_found");
+    assert_eq!(
+        get(&format!("{url}/v1/counters/c1")).await?.expect_ok()["value"],
+        1
+    );
+
+    // Known counters, created here or learned, still take adds.
+    post(&format!("{url}/v1/counters/c1/add"), &json!({"delta": 2}))
+        .await?
+        .expect_ok();
+    post(
+        &format!("{url}/v1/counters/learned/add"),
+        &json!({"delta": 1}),
+    )
+    .await?
+    .expect_ok();
+    assert_eq!(
+        get(&format!("{url}/v1/counters/c1")).await?.expect_ok()["value"],
+        3
+    );
+    // The uncapped peer is not limited by its neighbour's setting.
+    post(&format!("{}/v1/counters/c7/add", open.url), &json!({}))
+        .await?
+        .expect_ok();
+    Ok(())
+}
+
+#[test]
+fn max_counters_is_validated() -> anyhow::Result<()> {
+    for value in ["0", "many", "1000001"] {
+        let mut command = crate::support::command();
+        command.args([
+            "agent",
+            "--insecure-no-peer-verification",
+            "--max-counters",
+            value,
+        ]);
+        let (status, stderr) = crate::support::run_to_exit(command, Duration::from_secs(20))?;
+        assert!(!status.success(), "{value} accepted");
+        assert!(
+            stderr.contains("--max-counters: expected a number from 1 to 1000000"),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
