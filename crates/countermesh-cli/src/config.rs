@@ -140,9 +140,9 @@ pub(crate) struct AgentArgs {
 
     /// Another name (or IP address) clients reach the HTTP API by, comma-separated or
     /// repeated. Requests whose `Host` is not a loopback name or address, the --http
-    /// address (any IP address when it is 0.0.0.0 or [::]) or one of these are refused
-    /// with 403, which stops web pages that rebind their DNS name to the agent. [default:
-    /// none]
+    /// address (any IP address when it is unspecified, 0.0.0.0 or ::) or one of these
+    /// are refused with 403, which stops web pages that rebind their DNS name to the
+    /// agent. [default: none]
     #[arg(
         long,
         env = "COUNTERMESH_ALLOWED_HOST",

@@ -690,6 +690,46 @@ mod tests {
         assert_eq!(accepts(&unknown, &good.cert_pem), (false, false));
     }
 
+    /// CA rotation as the README describes it: with both CA certificates in `--tls-ca`,
+    /// nodes with certificates from either CA (same cluster) accept each other.
+    #[test]
+    fn a_ca_bundle_admits_both_cas_during_rotation() {
+        let old =
+            CertificateAuthority::generate_for_cluster("prod", "old", DEFAULT_CA_VALIDITY).unwrap();
+        let new =
+            CertificateAuthority::generate_for_cluster("prod", "new", DEFAULT_CA_VALIDITY).unwrap();
+        let bundle = format!("{}{}", old.cert_pem, new.cert_pem);
+        let me = new.issue("a").unwrap();
+        let config = TlsConfig::from_pem(&bundle, &me.cert_pem, &me.key_pem).unwrap();
+        let Mode::Mutual {
+            roots,
+            cluster,
+            crls,
+            ..
+        } = &config.mode
+        else {
+            unreachable!("mutual TLS")
+        };
+        let node = (
+            cluster_client_verifier(roots, crls, cluster, &provider()).unwrap(),
+            cluster_server_verifier(roots, crls, cluster, &provider()).unwrap(),
+        );
+        assert_eq!(
+            accepts(&node, &old.issue("b").unwrap().cert_pem),
+            (true, true)
+        );
+        assert_eq!(
+            accepts(&node, &new.issue("c").unwrap().cert_pem),
+            (true, true)
+        );
+        let stranger =
+            CertificateAuthority::generate_for_cluster("prod", "x", DEFAULT_CA_VALIDITY).unwrap();
+        assert_eq!(
+            accepts(&node, &stranger.issue("d").unwrap().cert_pem),
+            (false, false)
+        );
+    }
+
     #[test]
     fn a_key_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;

@@ -162,6 +162,18 @@ async fn metric(url: &str, series: &str) -> anyhow::Result<f64> {
         .unwrap_or(0.0))
 }
 
+/// An organisation's CA, as its own tooling would make it: no cluster recorded.
+fn org_ca() -> anyhow::Result<(rcgen::Issuer<'static, rcgen::KeyPair>, String)> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Example Corp CA");
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((rcgen::Issuer::new(params, key), cert.pem()))
+}
+
 /// A CA that also signs other services' certificates (an organisation's CA) admits only
 /// certificates carrying this cluster's SAN: a node of another cluster under the same
 /// CA is refused by both sides, and a certificate without any cluster SAN cannot even
@@ -169,16 +181,7 @@ async fn metric(url: &str, series: &str) -> anyhow::Result<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_ca_admits_only_certificates_with_this_clusters_san() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Example Corp CA");
-        let key = rcgen::KeyPair::generate()?;
-        let cert = params.self_signed(&key)?;
-        (rcgen::Issuer::new(params, key), cert.pem())
-    };
+    let ca = org_ca()?;
     // Every certificate also carries the name nodes dial, as older versions required.
     let first = org_node(
         dir.path(),
@@ -265,6 +268,30 @@ async fn a_shared_ca_admits_only_certificates_with_this_clusters_san() -> anyhow
     Ok(())
 }
 
+/// The agent flags for node `name` as `certs issue` laid it out under `dir`.
+fn node_flags(dir: &Path, name: &str, crl: Option<&str>, seeds: &[String]) -> Vec<String> {
+    let node = dir.join(name);
+    let mut args: Vec<String> = [
+        "--tls-ca",
+        &node.join("ca.pem").display().to_string(),
+        "--tls-cert",
+        &node.join(format!("{name}.pem")).display().to_string(),
+        "--tls-key",
+        &node.join(format!("{name}.key")).display().to_string(),
+        "--gossip-interval",
+        "50ms",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(crl) = crl {
+        args.extend(["--tls-crl".to_owned(), crl.to_owned()]);
+    }
+    if !seeds.is_empty() {
+        args.extend(["--seeds".to_owned(), seeds.join(",")]);
+    }
+    args
+}
+
 /// `certs revoke` writes a list that `--tls-crl` makes both sides honour: a node with a
 /// revoked certificate can neither connect to a node that has the list nor be connected
 /// to by one.
@@ -282,32 +309,11 @@ async fn a_revoked_certificate_is_refused_by_both_sides() -> anyhow::Result<()> 
     let (ok, text) = certs(&["revoke", "--dir", &ca_dir, "--cert", &revoked_cert])?;
     assert!(ok, "{text}");
     let crl = ca.join("crl.pem").display().to_string();
-    let flags = |name: &str, crl: Option<&str>, seeds: &[String]| {
-        let node = dir.path().join(name);
-        let mut args: Vec<String> = [
-            "--tls-ca",
-            &node.join("ca.pem").display().to_string(),
-            "--tls-cert",
-            &node.join(format!("{name}.pem")).display().to_string(),
-            "--tls-key",
-            &node.join(format!("{name}.key")).display().to_string(),
-            "--gossip-interval",
-            "50ms",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        if let Some(crl) = crl {
-            args.extend(["--tls-crl".to_owned(), crl.to_owned()]);
-        }
-        if !seeds.is_empty() {
-            args.extend(["--seeds".to_owned(), seeds.join(",")]);
-        }
-        args
-    };
-
     // The revoked node runs first; `a` (with the list) is told to join through it, so
     // `a` dials it: the client side's check. Then a second revoked process dials `a`:
     // the server side's check. `b` joins through `a` normally.
+    let flags =
+        |name: &str, crl: Option<&str>, seeds: &[String]| node_flags(dir.path(), name, crl, seeds);
     let outcast = Agent::start(dir.path(), "outcast", &flags("revoked", None, &[]), &[])?;
     let a = Agent::start(
         dir.path(),
