@@ -90,35 +90,8 @@ fn name(i: usize) -> String {
 }
 
 async fn in_process(args: &BenchArgs) -> Result<()> {
-    let ca = CertificateAuthority::generate("bench CA")?;
-    let mut nodes: Vec<Mesh> = Vec::new();
-    for i in 0..args.nodes {
-        let cert = ca.issue(&format!("bench-{i}"))?;
-        let seeds: Vec<_> = nodes.iter().map(Mesh::local_addr).collect();
-        nodes.push(
-            Mesh::builder()
-                .bind("127.0.0.1:0".parse()?)
-                .seeds(seeds)
-                .tls(TlsConfig::from_node_certificate(&ca.cert_pem, &cert)?)
-                .start()
-                .await?,
-        );
-    }
+    let nodes = start_mesh(args.nodes).await?;
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        let complete = nodes.iter().all(|n| {
-            n.members()
-                .iter()
-                .filter(|m| m.state == MemberState::Alive)
-                .count()
-                + 1
-                >= args.nodes
-        });
-        if complete {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     say(&format!(
         "in-process mesh: {} nodes on loopback (QUIC, mutual TLS), {} counters, {:?}",
         args.nodes, args.counters, args.duration
@@ -131,23 +104,11 @@ async fn in_process(args: &BenchArgs) -> Result<()> {
         let handles: Vec<_> = (0..args.counters)
             .map(|i| node.counter(&name(i)))
             .collect::<Result<_, _>>()?;
-        let (adds, stop) = (adds.clone(), stop.clone());
-        drivers.push(tokio::spawn(async move {
-            let mut sums = vec![0i128; handles.len()];
-            let mut k = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                // Adds in slices, yielding so gossip keeps running on this runtime.
-                for _ in 0..10_000 {
-                    let which = k % handles.len();
-                    handles[which].add(1);
-                    sums[which] += 1;
-                    k = k.wrapping_add(7);
-                }
-                adds.fetch_add(10_000, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-            sums
-        }));
+        drivers.push(tokio::spawn(add_locally(
+            handles,
+            adds.clone(),
+            stop.clone(),
+        )));
     }
     let load_secs = drive_for(args.duration, &adds, &stop).await;
     let mut expected = vec![0i128; args.counters];
@@ -156,21 +117,7 @@ async fn in_process(args: &BenchArgs) -> Result<()> {
             *sum += add;
         }
     }
-    let settle = Instant::now();
-    loop {
-        let exact = nodes.iter().all(|n| {
-            (0..args.counters).all(|i| n.value(&name(i)).map(|v| v.value) == Some(expected[i]))
-        });
-        if exact {
-            break;
-        }
-        anyhow::ensure!(
-            settle.elapsed() < Duration::from_secs(30),
-            "the mesh did not converge within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let settled = settle.elapsed();
+    let settled = wait_exact(&nodes, &expected).await?;
     let total = adds.load(Ordering::Relaxed);
     let bytes: u64 = nodes
         .iter()
@@ -195,6 +142,134 @@ async fn in_process(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `n` nodes on loopback with certificates from a fresh CA, each seeded with the ones
+/// before it; waits (at most 10 s) for full membership.
+async fn start_mesh(n: usize) -> Result<Vec<Mesh>> {
+    let ca = CertificateAuthority::generate("bench CA")?;
+    let mut nodes: Vec<Mesh> = Vec::new();
+    for i in 0..n {
+        let cert = ca.issue(&format!("bench-{i}"))?;
+        let seeds: Vec<_> = nodes.iter().map(Mesh::local_addr).collect();
+        nodes.push(
+            Mesh::builder()
+                .bind("127.0.0.1:0".parse()?)
+                .seeds(seeds)
+                .tls(TlsConfig::from_node_certificate(&ca.cert_pem, &cert)?)
+                .start()
+                .await?,
+        );
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let complete = nodes.iter().all(|node| {
+            node.members()
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count()
+                + 1
+                >= n
+        });
+        if complete {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(nodes)
+}
+
+/// Adds 1 round-robin over `handles` until `stop`; returns what it added to each.
+async fn add_locally(
+    handles: Vec<countermesh::Counter>,
+    adds: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Vec<i128> {
+    let mut sums = vec![0i128; handles.len()];
+    let mut k = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        // Adds in slices, yielding so gossip keeps running on this runtime.
+        for _ in 0..10_000 {
+            let which = k % handles.len();
+            handles[which].add(1);
+            sums[which] += 1;
+            k = k.wrapping_add(7);
+        }
+        adds.fetch_add(10_000, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+    }
+    sums
+}
+
+/// Waits until every node reads `expected` on every bench counter; fails after 30 s.
+async fn wait_exact(nodes: &[Mesh], expected: &[i128]) -> Result<Duration> {
+    let settle = Instant::now();
+    loop {
+        let exact = nodes.iter().all(|n| {
+            (0..expected.len()).all(|i| n.value(&name(i)).map(|v| v.value) == Some(expected[i]))
+        });
+        if exact {
+            return Ok(settle.elapsed());
+        }
+        anyhow::ensure!(
+            settle.elapsed() < Duration::from_secs(30),
+            "the mesh did not converge within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// What one batch worker sends: where, how much, and its share of the round-robin.
+#[derive(Clone)]
+struct Worker {
+    client: reqwest::Client,
+    agents: Vec<String>,
+    token: Option<String>,
+    batch: usize,
+    counters: usize,
+}
+
+impl Worker {
+    /// Sends batches until `stop`; returns what it added to each counter and every
+    /// request's latency in milliseconds.
+    async fn run(
+        self,
+        first: usize,
+        adds: Arc<AtomicU64>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<(Vec<i128>, Vec<f64>)> {
+        let mut latencies = Vec::new();
+        let mut sums = vec![0i128; self.counters];
+        let mut k = first;
+        while !stop.load(Ordering::Relaxed) {
+            let agent = &self.agents[k % self.agents.len()];
+            let mut entries = Vec::with_capacity(self.batch);
+            for j in 0..self.batch {
+                let which = (k + j) % self.counters;
+                entries.push(json!({ "name": name(which), "delta": 1 }));
+                sums[which] += 1;
+            }
+            k += 1;
+            let mut request = self
+                .client
+                .post(format!("{agent}/v1/counters:batch"))
+                .json(&json!({ "adds": entries }));
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let start = Instant::now();
+            let response = request.send().await.context("batch request failed")?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "batch request answered {}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+            latencies.push(start.elapsed().as_secs_f64() * 1e3);
+            adds.fetch_add(self.batch as u64, Ordering::Relaxed);
+        }
+        Ok((sums, latencies))
+    }
+}
+
 async fn against_agents(args: &BenchArgs) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -205,10 +280,10 @@ async fn against_agents(args: &BenchArgs) -> Result<()> {
         .map(|a| a.trim_end_matches('/').to_owned())
         .collect();
     // Baseline: what the counters hold before this run, on the first agent.
-    let mut before: BTreeMap<String, i128> = BTreeMap::new();
+    let mut expected: BTreeMap<String, i128> = BTreeMap::new();
     for i in 0..args.counters {
         let value = read(&client, &agents[0], &name(i), args.token.as_deref()).await?;
-        before.insert(name(i), value.unwrap_or(0));
+        expected.insert(name(i), value.unwrap_or(0));
     }
     say(&format!(
         "load: {} agents, {} counters, batches of {}, {} concurrent requests, {:?}",
@@ -220,46 +295,17 @@ async fn against_agents(args: &BenchArgs) -> Result<()> {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let adds = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (client, agents, stop, adds) =
-            (client.clone(), agents.clone(), stop.clone(), adds.clone());
-        let (batch, counters, token) = (args.batch, args.counters, args.token.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut sums = vec![0i128; counters];
-            let mut k = w;
-            while !stop.load(Ordering::Relaxed) {
-                let agent = &agents[k % agents.len()];
-                let mut entries = Vec::with_capacity(batch);
-                for j in 0..batch {
-                    let which = (k + j) % counters;
-                    entries.push(json!({ "name": name(which), "delta": 1 }));
-                    sums[which] += 1;
-                }
-                k += 1;
-                let mut request = client
-                    .post(format!("{agent}/v1/counters:batch"))
-                    .json(&json!({ "adds": entries }));
-                if let Some(token) = &token {
-                    request = request.bearer_auth(token);
-                }
-                let start = Instant::now();
-                let response = request.send().await.context("batch request failed")?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "batch request answered {}: {}",
-                    response.status(),
-                    response.text().await.unwrap_or_default()
-                );
-                latencies.push(start.elapsed().as_secs_f64() * 1e3);
-                adds.fetch_add(batch as u64, Ordering::Relaxed);
-            }
-            Ok::<_, anyhow::Error>((sums, latencies))
-        }));
-    }
+    let worker = Worker {
+        client: client.clone(),
+        agents: agents.clone(),
+        token: args.token.clone(),
+        batch: args.batch,
+        counters: args.counters,
+    };
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| tokio::spawn(worker.clone().run(w, adds.clone(), stop.clone())))
+        .collect();
     let load_secs = drive_for(args.duration, &adds, &stop).await;
-    let mut expected = before;
     let mut latencies = Vec::new();
     for worker in workers {
         let (sums, lat) = worker.await??;
@@ -282,13 +328,28 @@ async fn against_agents(args: &BenchArgs) -> Result<()> {
         pick(0.5),
         pick(0.99)
     ));
-    // Convergence: every agent reads every counter's expected total (valid when no
-    // one else adds to these counters meanwhile).
+    let settled = wait_agents_exact(&client, &agents, &expected, args.token.as_deref()).await?;
+    say(&format!(
+        "convergence:  all {} agents exact on all {} counters {settled:.1?} after the last add",
+        agents.len(),
+        args.counters,
+    ));
+    Ok(())
+}
+
+/// Waits until every agent reads every counter's expected total (valid when no one
+/// else adds to these counters meanwhile); fails after 60 s.
+async fn wait_agents_exact(
+    client: &reqwest::Client,
+    agents: &[String],
+    expected: &BTreeMap<String, i128>,
+    token: Option<&str>,
+) -> Result<Duration> {
     let settle = Instant::now();
     'outer: loop {
-        for agent in &agents {
-            for (counter, want) in &expected {
-                let got = read(&client, agent, counter, args.token.as_deref()).await?;
+        for agent in agents {
+            for (counter, want) in expected {
+                let got = read(client, agent, counter, token).await?;
                 if got != Some(*want) {
                     anyhow::ensure!(
                         settle.elapsed() < Duration::from_secs(60),
@@ -299,15 +360,8 @@ async fn against_agents(args: &BenchArgs) -> Result<()> {
                 }
             }
         }
-        break;
+        return Ok(settle.elapsed());
     }
-    say(&format!(
-        "convergence:  all {} agents exact on all {} counters {:.1?} after the last add",
-        agents.len(),
-        args.counters,
-        settle.elapsed()
-    ));
-    Ok(())
 }
 
 async fn read(

@@ -57,6 +57,9 @@ pub(crate) struct ListArgs {
     /// Only counters whose name starts with this.
     #[arg(long, default_value = "")]
     prefix: String,
+    /// Stop after this many counters. [default: all, fetched a page at a time]
+    #[arg(long)]
+    limit: Option<usize>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -163,7 +166,7 @@ impl Connection {
             .and_then(Value::as_str)
             .map_or_else(|| format!("{status}: {value}"), str::to_owned);
         let code = match status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => 2,
+            StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE => 2,
             StatusCode::NOT_FOUND => 3,
             StatusCode::CONFLICT => 4,
             StatusCode::SERVICE_UNAVAILABLE => 5,
@@ -259,18 +262,38 @@ pub(crate) async fn get(args: GetArgs) -> Result<()> {
     Ok(())
 }
 
+/// Counters per listing request (the agent's maximum is 10,000).
+const LIST_PAGE: usize = 1_000;
+
 pub(crate) async fn list(args: ListArgs) -> Result<()> {
-    let path = format!("/v1/counters?prefix={}", segment(&args.prefix));
-    let answer = args.conn.call(Method::GET, &path, None).await?;
+    let wanted = args.limit.unwrap_or(usize::MAX);
+    let mut counters: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut more = false;
+    while counters.len() < wanted {
+        let page = LIST_PAGE.min(wanted - counters.len());
+        let mut path = format!("/v1/counters?prefix={}&limit={page}", segment(&args.prefix));
+        if let Some(after) = &after {
+            path.push_str(&format!("&after={}", segment(after)));
+        }
+        let answer = args.conn.call(Method::GET, &path, None).await?;
+        counters.extend(
+            answer
+                .get("counters")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        more = answer.get("truncated").and_then(Value::as_bool) == Some(true);
+        match answer.get("next").and_then(Value::as_str) {
+            Some(next) if more => after = Some(next.to_owned()),
+            _ => break,
+        }
+    }
     if args.conn.json {
-        print_json(&answer);
+        print_json(&json!({"counters": counters, "consistency": "eventual", "truncated": more}));
         return Ok(());
     }
-    let counters = answer
-        .get("counters")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let width = counters
         .iter()
         .map(|c| field(c, "name").len())
@@ -290,8 +313,8 @@ pub(crate) async fn list(args: ListArgs) -> Result<()> {
         ));
     }
     out.push_str(&format!("{} counters", counters.len()));
-    if answer.get("truncated").and_then(Value::as_bool) == Some(true) {
-        out.push_str(" (more match: narrow --prefix or use --json with the API's `limit`)");
+    if more {
+        out.push_str(" (more match: raise --limit or narrow --prefix)");
     }
     print_text(&out);
     Ok(())

@@ -18,6 +18,11 @@ const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const DEFAULT_GOSSIP_INTERVAL: &str = "100ms";
 const DEFAULT_COMMIT_INTERVAL: &str = "50ms";
 const DEFAULT_STRICT_TIMEOUT: &str = "5s";
+const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+const DEFAULT_MAX_CONNECTIONS: &str = "1024";
+/// A tenth of the store's limit: see `--max-counters`.
+const DEFAULT_MAX_COUNTERS: &str = "100000";
 const DEFAULT_LOG: &str = "info";
 
 /// Options of `countermesh agent`.
@@ -77,9 +82,15 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_TLS_CERT", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
 
-    /// This node's private key (PEM).
+    /// This node's private key (PEM), accessible by its owner only (chmod 600).
     #[arg(long, env = "COUNTERMESH_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+
+    /// A certificate revocation list (PEM, from `countermesh certs revoke`): peers whose
+    /// certificates it lists are refused, whether they connect or are connected to.
+    /// [default: none]
+    #[arg(long, env = "COUNTERMESH_TLS_CRL", value_name = "FILE")]
+    tls_crl: Option<PathBuf>,
 
     /// Run without TLS peer verification: any host that can reach the mesh port can
     /// join, read and write. For experiments only. [default: false]
@@ -115,6 +126,54 @@ pub(crate) struct AgentArgs {
     )]
     token: Option<String>,
 
+    /// Read the token from this file (trailing whitespace ignored) instead of --token,
+    /// which keeps it out of the process list and the environment. The file must be
+    /// accessible by its owner only (chmod 600).
+    #[arg(long, env = "COUNTERMESH_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// Serve an --http address that is not loopback without a token. Without this flag
+    /// such a configuration is refused: anyone who can reach the address could read and
+    /// change every counter. [default: false]
+    #[arg(long, env = "COUNTERMESH_ALLOW_UNAUTHENTICATED")]
+    allow_unauthenticated: bool,
+
+    /// Another name (or IP address) clients reach the HTTP API by, comma-separated or
+    /// repeated. Requests whose `Host` is not a loopback name or address, the --http
+    /// address (any IP address when it is unspecified, 0.0.0.0 or ::) or one of these
+    /// are refused with 403, which stops web pages that rebind their DNS name to the
+    /// agent. [default: none]
+    #[arg(
+        long,
+        env = "COUNTERMESH_ALLOWED_HOST",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    allowed_host: Vec<String>,
+
+    /// How long a client may take to send a request's headers; slower connections (and
+    /// keep-alive connections idle this long) are closed. [default: 10s]
+    #[arg(long, env = "COUNTERMESH_HEADER_TIMEOUT", value_name = "DURATION")]
+    header_timeout: Option<String>,
+
+    /// How long one request may take from its headers to its answer (body upload
+    /// included); slower ones get 408. Must exceed --strict-timeout. [default: 30s]
+    #[arg(long, env = "COUNTERMESH_REQUEST_TIMEOUT", value_name = "DURATION")]
+    request_timeout: Option<String>,
+
+    /// HTTP connections served at once; further clients wait to be accepted.
+    /// [default: 1024]
+    #[arg(long, env = "COUNTERMESH_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+
+    /// The most counters the node may know before this agent refuses to create another
+    /// (403 counter_limit; adds to known counters still work). Counters learned from
+    /// peers count too, so whatever a client sends here, no peer's store grows past this
+    /// through this agent. A tenth of the store's hard limit (1,000,000), which leaves
+    /// every peer room for the rest of the cluster. [default: 100000]
+    #[arg(long, env = "COUNTERMESH_MAX_COUNTERS", value_name = "N")]
+    max_counters: Option<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -133,13 +192,42 @@ struct FileConfig {
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_crl: Option<PathBuf>,
     insecure_no_peer_verification: Option<bool>,
     gossip_interval: Option<String>,
     commit_interval: Option<String>,
     zookeeper: Option<String>,
     strict_timeout: Option<String>,
     token: Option<String>,
+    token_file: Option<PathBuf>,
+    allow_unauthenticated: Option<bool>,
+    allowed_host: Option<Vec<String>>,
+    header_timeout: Option<String>,
+    request_timeout: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    max_connections: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    max_counters: Option<String>,
     log: Option<String>,
+}
+
+/// Reads a TOML integer (or a string) as text, so numbers are parsed and checked with
+/// the same message whichever source they came from.
+fn number_as_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Number(i64),
+        Text(String),
+    }
+    Ok(
+        Option::<Text>::deserialize(deserializer)?.map(|value| match value {
+            Text::Number(n) => n.to_string(),
+            Text::Text(text) => text,
+        }),
+    )
 }
 
 /// How the mesh proves itself to peers.
@@ -150,6 +238,7 @@ pub(crate) enum TlsSource {
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
+        crl: Option<PathBuf>,
     },
     /// No peer verification (experiments only).
     Insecure,
@@ -164,11 +253,15 @@ pub(crate) struct AgentConfig {
     pub(crate) http: SocketAddr,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) tls: TlsSource,
-    pub(crate) gossip_interval: Duration,
-    pub(crate) commit_interval: Duration,
+    pub(crate) timing: Timing,
     pub(crate) zookeeper: Option<String>,
-    pub(crate) strict_timeout: Duration,
     pub(crate) token: Option<String>,
+    /// Whether a non-loopback --http without a token was allowed explicitly.
+    pub(crate) allow_unauthenticated: bool,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) limits: HttpLimits,
+    /// Counters the node may know before this agent creates no more.
+    pub(crate) max_counters: usize,
     pub(crate) log: String,
 }
 
@@ -182,11 +275,13 @@ impl fmt::Debug for AgentConfig {
             .field("http", &self.http)
             .field("data_dir", &self.data_dir)
             .field("tls", &self.tls)
-            .field("gossip_interval", &self.gossip_interval)
-            .field("commit_interval", &self.commit_interval)
+            .field("timing", &self.timing)
             .field("zookeeper", &self.zookeeper)
-            .field("strict_timeout", &self.strict_timeout)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("limits", &self.limits)
+            .field("max_counters", &self.max_counters)
             .field("log", &self.log)
             .finish()
     }
@@ -200,84 +295,91 @@ impl AgentArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
-            flag.or(file).unwrap_or_else(|| default.to_owned())
-        };
+        self.over(file).validate()
+    }
 
-        let bind = parse_bind("bind", &pick(self.bind, file.bind, DEFAULT_BIND))?;
-        let http = parse_bind("http", &pick(self.http, file.http, DEFAULT_HTTP))?;
-        let advertise = self
-            .advertise
-            .or(file.advertise)
-            .map(|addr| resolve_addr("advertise", &addr))
-            .transpose()?;
-        let seeds = if self.seeds.is_empty() {
-            file.seeds.unwrap_or_default()
-        } else {
-            self.seeds
-        };
-        let seeds = seeds
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|seed| resolve_addr("seeds", seed))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-
-        let insecure =
-            self.insecure_no_peer_verification || file.insecure_no_peer_verification == Some(true);
-        let tls = tls_source(
-            insecure,
-            self.tls_ca.or(file.tls_ca),
-            self.tls_cert.or(file.tls_cert),
-            self.tls_key.or(file.tls_key),
-        )?;
-
-        let gossip_interval = parse_duration(
-            "gossip-interval",
-            &pick(
-                self.gossip_interval,
-                file.gossip_interval,
-                DEFAULT_GOSSIP_INTERVAL,
+    /// The flags' (and environment's) values where given, else the file's.
+    fn over(self, file: FileConfig) -> FileConfig {
+        FileConfig {
+            bind: self.bind.or(file.bind),
+            advertise: self.advertise.or(file.advertise),
+            seeds: Some(list(self.seeds, file.seeds)),
+            http: self.http.or(file.http),
+            data_dir: self.data_dir.or(file.data_dir),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_crl: self.tls_crl.or(file.tls_crl),
+            insecure_no_peer_verification: Some(
+                self.insecure_no_peer_verification
+                    || file.insecure_no_peer_verification == Some(true),
             ),
-        )?;
-        let commit_interval = parse_duration(
-            "commit-interval",
-            &pick(
-                self.commit_interval,
-                file.commit_interval,
-                DEFAULT_COMMIT_INTERVAL,
+            gossip_interval: self.gossip_interval.or(file.gossip_interval),
+            commit_interval: self.commit_interval.or(file.commit_interval),
+            zookeeper: self.zookeeper.or(file.zookeeper),
+            strict_timeout: self.strict_timeout.or(file.strict_timeout),
+            token: self.token.or(file.token),
+            token_file: self.token_file.or(file.token_file),
+            allow_unauthenticated: Some(
+                self.allow_unauthenticated || file.allow_unauthenticated == Some(true),
             ),
-        )?;
-        let strict_timeout = parse_duration(
-            "strict-timeout",
-            &pick(
-                self.strict_timeout,
-                file.strict_timeout,
-                DEFAULT_STRICT_TIMEOUT,
-            ),
-        )?;
-
-        // The strict client keeps exactly-once receipts for ten minutes, which must
-        // outlast twice the longest operation.
-        if strict_timeout > Duration::from_secs(300) {
-            bail!("--strict-timeout: at most 5m, got {strict_timeout:?}");
+            allowed_host: Some(list(self.allowed_host, file.allowed_host)),
+            header_timeout: self.header_timeout.or(file.header_timeout),
+            request_timeout: self.request_timeout.or(file.request_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            max_counters: self.max_counters.or(file.max_counters),
+            log: self.log.or(file.log),
         }
+    }
+}
+
+impl FileConfig {
+    /// Parses and checks the merged options.
+    fn validate(self) -> anyhow::Result<AgentConfig> {
+        let tls = tls_source(
+            self.insecure_no_peer_verification == Some(true),
+            [self.tls_ca, self.tls_cert, self.tls_key],
+            self.tls_crl,
+        )?;
+        let timing = Timing::parse(
+            self.gossip_interval,
+            self.commit_interval,
+            self.strict_timeout,
+        )?;
+        let limits = HttpLimits::parse(
+            self.header_timeout,
+            self.request_timeout,
+            self.max_connections,
+            timing.strict_timeout,
+        )?;
         let zookeeper = self
             .zookeeper
-            .or(file.zookeeper)
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
-        // Clients' tokens are compared after trimming, so the configured one is too.
-        let token = self.token.or(file.token).map(|t| t.trim().to_owned());
-        if token.as_ref().is_some_and(String::is_empty) {
-            bail!("--token: the token is empty; leave the option out to run without one");
+        let token = read_token(self.token, self.token_file.as_deref())?;
+        let http = parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?;
+        let allow_unauthenticated = self.allow_unauthenticated == Some(true);
+        if token.is_none() && !http.ip().is_loopback() && !allow_unauthenticated {
+            bail!(
+                "--http {http} is reachable from other hosts, and without a token anyone who \
+                 can reach it can read and change every counter: set --token or \
+                 --token-file, or pass --allow-unauthenticated if the network is trusted"
+            );
         }
-        let log = pick(self.log, file.log, DEFAULT_LOG);
+        let max_counters = parse_count(
+            "max-counters",
+            self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),
+            countermesh_core::DEFAULT_MAX_COUNTERS,
+        )?;
+        let allowed_hosts = self.allowed_host.unwrap_or_default();
+        for host in &allowed_hosts {
+            crate::api::guard::validate_allowed_host(host)
+                .map_err(|why| anyhow::anyhow!("--allowed-host: {why}"))?;
+        }
+        let log = self.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
         tracing_subscriber::EnvFilter::try_new(&log)
             .with_context(|| format!("--log: invalid filter {log:?}"))?;
-
-        let data_dir = self.data_dir.or(file.data_dir);
-        if let Some(dir) = &data_dir
+        if let Some(dir) = &self.data_dir
             && dir.exists()
             && !dir.is_dir()
         {
@@ -286,22 +388,170 @@ impl AgentArgs {
                 dir.display()
             );
         }
-
         Ok(AgentConfig {
-            bind,
-            advertise,
-            seeds,
+            bind: parse_bind("bind", self.bind.as_deref().unwrap_or(DEFAULT_BIND))?,
+            advertise: self
+                .advertise
+                .map(|addr| resolve_addr("advertise", &addr))
+                .transpose()?,
+            seeds: self
+                .seeds
+                .unwrap_or_default()
+                .iter()
+                .map(|seed| resolve_addr("seeds", seed))
+                .collect::<anyhow::Result<Vec<_>>>()?,
             http,
-            data_dir,
+            data_dir: self.data_dir,
             tls,
-            gossip_interval,
-            commit_interval,
+            timing,
             zookeeper,
-            strict_timeout,
             token,
+            allow_unauthenticated,
+            allowed_hosts,
+            limits,
+            max_counters,
             log,
         })
     }
+}
+
+/// The protocol's and strict mode's intervals and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) gossip_interval: Duration,
+    pub(crate) commit_interval: Duration,
+    pub(crate) strict_timeout: Duration,
+}
+
+impl Timing {
+    fn parse(
+        gossip: Option<String>,
+        commit: Option<String>,
+        strict: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let strict_timeout = parse_duration(
+            "strict-timeout",
+            strict.as_deref().unwrap_or(DEFAULT_STRICT_TIMEOUT),
+        )?;
+        // The strict client keeps exactly-once receipts for ten minutes, which must
+        // outlast twice the longest operation.
+        if strict_timeout > Duration::from_secs(300) {
+            bail!("--strict-timeout: at most 5m, got {strict_timeout:?}");
+        }
+        Ok(Self {
+            gossip_interval: parse_duration(
+                "gossip-interval",
+                gossip.as_deref().unwrap_or(DEFAULT_GOSSIP_INTERVAL),
+            )?,
+            commit_interval: parse_duration(
+                "commit-interval",
+                commit.as_deref().unwrap_or(DEFAULT_COMMIT_INTERVAL),
+            )?,
+            strict_timeout,
+        })
+    }
+}
+
+/// Bounds on what HTTP clients can hold: time to send headers, time for a whole
+/// request, connections at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub(crate) header_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_connections: usize,
+}
+
+impl HttpLimits {
+    fn parse(
+        header: Option<String>,
+        request: Option<String>,
+        connections: Option<String>,
+        strict_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let request_timeout = parse_duration(
+            "request-timeout",
+            request.as_deref().unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+        )?;
+        if request_timeout <= strict_timeout {
+            bail!(
+                "--request-timeout ({request_timeout:?}) must be longer than --strict-timeout \
+                 ({strict_timeout:?}), or strict operations would be cut off with their \
+                 outcome unknown"
+            );
+        }
+        let max_connections = parse_count(
+            "max-connections",
+            connections.as_deref().unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            1_000_000,
+        )?;
+        Ok(Self {
+            header_timeout: parse_duration(
+                "header-timeout",
+                header.as_deref().unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            )?,
+            request_timeout,
+            max_connections,
+        })
+    }
+}
+
+/// The bearer token from `--token` or `--token-file` (one of them), trimmed: clients'
+/// tokens are compared after trimming, so the configured one is too.
+fn read_token(token: Option<String>, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let token = match (token, file) {
+        (Some(_), Some(_)) => bail!("--token and --token-file: give one or the other"),
+        (Some(token), None) => token,
+        (None, Some(path)) => {
+            check_private_file(path).map_err(|why| anyhow::anyhow!("--token-file: {why}"))?;
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file: cannot read {}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        bail!("--token/--token-file: the token is empty; leave the option out to run without one");
+    }
+    Ok(Some(token))
+}
+
+/// Refuses a secret file that its group or other users can access.
+pub(crate) fn check_private_file(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is accessible by its group or other users (mode {:04o}); it holds a \
+                 secret, so make it private: chmod 600 {}",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// A list option: the flags' (or environment's) entries if any, else the file's; blank
+/// entries dropped.
+fn list(flags: Vec<String>, file: Option<Vec<String>>) -> Vec<String> {
+    let entries = if flags.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flags
+    };
+    entries
+        .into_iter()
+        .map(|entry| entry.trim().to_owned())
+        .filter(|entry| !entry.is_empty())
+        .collect()
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -339,6 +589,18 @@ fn resolve_addr(option: &str, value: &str) -> anyhow::Result<SocketAddr> {
         })
 }
 
+/// A count from 1 to `max`.
+fn parse_count(option: &str, value: &str, max: usize) -> anyhow::Result<usize> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            anyhow::anyhow!("--{option}: expected a number from 1 to {max}, got {value:?}")
+        })
+}
+
 fn parse_duration(option: &str, value: &str) -> anyhow::Result<Duration> {
     let duration = humantime::parse_duration(value.trim()).map_err(|e| {
         anyhow::anyhow!("--{option}: invalid duration {value:?} ({e}); use e.g. 100ms, 2s, 1m")
@@ -351,15 +613,14 @@ fn parse_duration(option: &str, value: &str) -> anyhow::Result<Duration> {
 
 fn tls_source(
     insecure: bool,
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+    [ca, cert, key]: [Option<PathBuf>; 3],
+    crl: Option<PathBuf>,
 ) -> anyhow::Result<TlsSource> {
     if insecure {
-        if ca.is_some() || cert.is_some() || key.is_some() {
+        if ca.is_some() || cert.is_some() || key.is_some() || crl.is_some() {
             bail!(
-                "--insecure-no-peer-verification cannot be combined with --tls-ca, --tls-cert \
-                 or --tls-key: choose mutual TLS or no verification"
+                "--insecure-no-peer-verification cannot be combined with --tls-ca, --tls-cert, \
+                 --tls-key or --tls-crl: choose mutual TLS or no verification"
             );
         }
         return Ok(TlsSource::Insecure);
@@ -376,15 +637,18 @@ fn tls_source(
     match (ca, cert, key) {
         (Some(ca), Some(cert), Some(key)) => {
             for (flag, path) in [
-                ("--tls-ca", &ca),
-                ("--tls-cert", &cert),
-                ("--tls-key", &key),
+                ("--tls-ca", Some(&ca)),
+                ("--tls-cert", Some(&cert)),
+                ("--tls-key", Some(&key)),
+                ("--tls-crl", crl.as_ref()),
             ] {
-                if !path.is_file() {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
                     bail!("{flag}: {} does not exist or is not a file", path.display());
                 }
             }
-            Ok(TlsSource::Files { ca, cert, key })
+            Ok(TlsSource::Files { ca, cert, key, crl })
         }
         _ => bail!(
             "mutual TLS needs --tls-ca, --tls-cert and --tls-key (missing: {}); create them \
@@ -444,7 +708,7 @@ mod tests {
 
     #[test]
     fn missing_tls_files_are_named() {
-        let err = tls_source(false, Some("ca.pem".into()), None, None).unwrap_err();
+        let err = tls_source(false, [Some("ca.pem".into()), None, None], None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("--tls-cert, --tls-key"), "{text}");
     }

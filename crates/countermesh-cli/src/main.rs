@@ -3,18 +3,13 @@
 #![forbid(unsafe_code)]
 
 mod agent;
-mod agent_state;
-mod agent_strict;
 mod api;
-mod api_error;
 mod bench;
 mod certs;
 mod client;
 mod config;
 mod demo;
 mod exit;
-mod prometheus;
-mod status_page;
 
 use std::process::ExitCode;
 

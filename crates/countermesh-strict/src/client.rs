@@ -94,6 +94,19 @@ impl StrictClient {
         Ok(self.shared.handle(name, path))
     }
 
+    /// Opens the counter `name` only if it exists: [`StrictError::NotFound`] otherwise,
+    /// and nothing is created. For readers that must not create counters as a side
+    /// effect (the agent's `GET` route, which any web page can trigger).
+    pub async fn existing_counter(&self, name: &str) -> Result<Counter, StrictError> {
+        validate_name(name)?;
+        let path = format!("{COUNTERS}/{name}");
+        // Also refuses a znode that is not ours, as `counter` does.
+        self.shared
+            .read(self.shared.deadline(), name, &path)
+            .await?;
+        Ok(self.shared.handle(name, path))
+    }
+
     /// Deletes the counter `name`. Succeeds if the counter does not exist afterwards,
     /// including when it never existed.
     ///

@@ -59,7 +59,9 @@ mod transport;
 
 pub use crate::builder::{DEFAULT_COMMIT_INTERVAL, MeshBuilder};
 pub use crate::certs::{
-    CLUSTER_SERVER_NAME, CertificateAuthority, NodeCertificate, write_new_file,
+    CLUSTER_SAN_SUFFIX, CLUSTER_SERVER_NAME, CertificateAuthority, DEFAULT_CA_VALIDITY,
+    DEFAULT_CLUSTER, DEFAULT_NODE_VALIDITY, NodeCertificate, certificate_serial, check_key_file,
+    cluster_san, write_new_file,
 };
 pub use crate::error::MeshError;
 #[cfg(feature = "fault-injection")]

@@ -89,6 +89,12 @@ impl Mesh {
         Ok(locked.node.store_mut().counter(name)?)
     }
 
+    /// How many counters this node knows: those created here and those learned from
+    /// peers.
+    pub fn counter_count(&self) -> usize {
+        self.inner().shared.lock().node.store().len()
+    }
+
     /// The eventually consistent value of `name` with how many actors contributed, or
     /// `None` if this node has never heard of it.
     pub fn value(&self, name: &str) -> Option<CounterValue> {
@@ -123,6 +129,18 @@ impl Mesh {
     /// more matched. Unlike [`Mesh::counters`] it copies only what it returns, so a
     /// status page or listing stays cheap on a node with a million counters.
     pub fn counters_page(&self, prefix: &str, limit: usize) -> (Vec<CounterValue>, bool) {
+        self.counters_page_after(prefix, "", limit)
+    }
+
+    /// Like [`Mesh::counters_page`], but only counters whose name sorts after `after`:
+    /// passing the last name of one page gives the next, so a listing can be walked in
+    /// bounded pages. The bool says whether more matched after this page.
+    pub fn counters_page_after(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> (Vec<CounterValue>, bool) {
         use std::collections::BinaryHeap;
         let locked = self.inner().shared.lock();
         let store = locked.node.store();
@@ -130,7 +148,7 @@ impl Mesh {
         let mut heap: BinaryHeap<(&str, i128)> = BinaryHeap::with_capacity(limit.min(4096) + 1);
         let mut matched = 0usize;
         for (name, value) in store.values() {
-            if !name.as_str().starts_with(prefix) {
+            if !name.as_str().starts_with(prefix) || name.as_str() <= after {
                 continue;
             }
             matched += 1;

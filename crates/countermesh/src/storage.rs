@@ -96,7 +96,7 @@ impl Storage {
     /// Opens (or creates) the database in `dir`. Returns what it holds, or `None` for a
     /// new, empty directory.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Option<Restored<'static>>), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Io {
+        create_private_dir(dir).map_err(|source| StorageError::Io {
             path: dir.to_owned(),
             source,
         })?;
@@ -223,4 +223,14 @@ impl Storage {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Creates `dir` (and missing parents) readable by its owner only: it holds every count
+/// this node knows. An existing directory keeps its permissions.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

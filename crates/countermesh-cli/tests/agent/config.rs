@@ -122,6 +122,14 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "--zookeeper",
         "--strict-timeout",
         "--token",
+        "--token-file",
+        "--allow-unauthenticated",
+        "--allowed-host",
+        "--tls-crl",
+        "--header-timeout",
+        "--request-timeout",
+        "--max-connections",
+        "--max-counters",
         "--log",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
@@ -132,6 +140,10 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "100ms",
         "50ms",
         "[default: info]",
+        "[default: 10s]",
+        "[default: 30s]",
+        "[default: 1024]",
+        "[default: 100000]",
     ] {
         assert!(help.contains(default), "{default} missing from:\n{help}");
     }

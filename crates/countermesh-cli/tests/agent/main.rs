@@ -4,10 +4,13 @@
 // Tests say what they skip or saw on stdout, which the runner shows on failure.
 #![allow(clippy::print_stdout)]
 
+mod certs;
 mod config;
 mod errors;
 mod eventual;
+mod limits;
 mod metrics;
+mod security;
 mod status_page;
 mod strict;
 mod support;

@@ -28,10 +28,11 @@ async fn strict_routes_work_against_zookeeper_and_answer_503_when_it_is_down() -
     )?;
     let s = format!("{}/v1/strict", agent.url);
 
-    // The session opens in the background; the first successful read shows it is up.
+    // The session opens in the background; the first answer other than 503 shows it
+    // is up (404: reading a counter that does not exist creates nothing).
     eventually("strict mode connected", CONVERGE_TIMEOUT, || async {
         let read = get(&format!("{s}/tickets")).await?;
-        Ok(if read.status == 200 {
+        Ok(if read.status == 404 {
             Ok(())
         } else {
             Err(read.body.to_string())
@@ -39,7 +40,13 @@ async fn strict_routes_work_against_zookeeper_and_answer_503_when_it_is_down() -
     })
     .await?;
 
-    // Reading creates the counter at 0; adds return the value right after them.
+    // The first write creates the counter at 0; adds return the value right after them.
+    assert_eq!(
+        post(&format!("{s}/tickets/set"), &json!({"value": 0}))
+            .await?
+            .expect_ok(),
+        &json!({"name": "tickets", "value": 0})
+    );
     assert_eq!(
         get(&format!("{s}/tickets")).await?.expect_ok(),
         &json!({"name": "tickets", "value": 0, "consistency": "strict"})
@@ -116,7 +123,7 @@ async fn strict_routes_work_against_zookeeper_and_answer_503_when_it_is_down() -
         .await?
         .expect_error(400, "invalid_value");
 
-    // Delete; the next use creates the counter again at 0.
+    // Delete; the next write creates the counter again at 0, a read does not.
     let deleted = delete(&format!("{s}/tickets")).await?;
     assert_eq!(
         deleted.expect_ok(),
@@ -129,7 +136,9 @@ async fn strict_routes_work_against_zookeeper_and_answer_503_when_it_is_down() -
         3
     );
     delete(&format!("{s}/tickets")).await?.expect_ok();
-    assert_eq!(get(&format!("{s}/tickets")).await?.expect_ok()["value"], 0);
+    get(&format!("{s}/tickets"))
+        .await?
+        .expect_error(404, "not_found");
 
     // The metrics saw the operations, the mismatch and the overflow.
     let metrics = crate::support::http()
@@ -199,5 +208,61 @@ async fn an_unreachable_zookeeper_does_not_stop_the_agent() -> anyhow::Result<()
     let status = get(&format!("{}/v1/status", agent.url)).await?;
     assert_eq!(status.expect_ok()["strict"]["configured"], true);
     assert_eq!(status.body["strict"]["connected"], false);
+    Ok(())
+}
+
+/// Issue 8 item 8: a `GET` of a strict counter that does not exist answers 404 and
+/// creates nothing in ZooKeeper (before, any web page could create unbounded znodes
+/// with `<img src=".../v1/strict/N">`); only POSTs create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_missing_strict_counter_is_404_and_creates_no_znode() -> anyhow::Result<()> {
+    let zk = start_zookeeper().await?;
+    let dir = tempfile::tempdir()?;
+    let chroot = "/countermesh-agent-get";
+    let connect = format!("{}{chroot}", zk.connect_string());
+    let agent = single(dir.path(), "strict-get", &["--zookeeper", &connect])?;
+    let s = format!("{}/v1/strict", agent.url);
+    eventually("strict mode connected", CONVERGE_TIMEOUT, || async {
+        let read = get(&format!("{s}/ghost")).await?;
+        Ok(if read.status == 503 {
+            Err(read.body.to_string())
+        } else {
+            Ok(())
+        })
+    })
+    .await?;
+
+    for url in [
+        format!("{s}/ghost"),
+        format!("{s}/ghost?sequential=true"),
+        format!("{s}/ghost"),
+    ] {
+        let message = get(&url).await?.expect_error(404, "not_found");
+        assert!(message.contains("ghost"), "{message}");
+    }
+    let zookeeper = zookeeper_client::Client::connect(&zk.connect_string()).await?;
+    let znode = format!("{chroot}/counters/ghost");
+    assert!(
+        zookeeper.check_stat(&znode).await?.is_none(),
+        "a GET created {znode}"
+    );
+    // Deleting a missing counter succeeds and creates nothing either.
+    delete(&format!("{s}/ghost")).await?.expect_ok();
+    assert!(zookeeper.check_stat(&znode).await?.is_none());
+
+    // A POST creates it; then reads work, and after a delete they are 404 again.
+    assert_eq!(
+        post(&format!("{s}/ghost/add"), &json!({"delta": 2}))
+            .await?
+            .expect_ok()["value"],
+        2
+    );
+    assert!(zookeeper.check_stat(&znode).await?.is_some());
+    assert_eq!(get(&format!("{s}/ghost")).await?.expect_ok()["value"], 2);
+    delete(&format!("{s}/ghost")).await?.expect_ok();
+    get(&format!("{s}/ghost"))
+        .await?
+        .expect_error(404, "not_found");
+    assert!(zookeeper.check_stat(&znode).await?.is_none());
     Ok(())
 }

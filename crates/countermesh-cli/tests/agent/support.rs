@@ -173,7 +173,8 @@ impl Pki {
         if !cert.exists() {
             let issued = self.ca.issue(name)?;
             std::fs::write(&cert, &issued.cert_pem)?;
-            std::fs::write(&key, &issued.key_pem)?;
+            // Private, as the agent requires of key files.
+            countermesh::write_new_file(&key, &issued.key_pem, true)?;
         }
         Ok(vec![
             "--tls-ca".into(),

@@ -9,12 +9,32 @@ use std::time::{Duration, Instant};
 use countermesh_strict::{Counter, StrictClient, StrictError, StrictOptions};
 use tracing::{info, warn};
 
-use crate::agent_state::AgentStats;
-use crate::api_error::ApiError;
+use crate::agent::stats::AgentStats;
 
 /// Handles kept open at most; past this the cache starts over (each open handle holds a
 /// small combiner task, so the bound keeps a scan over many names from piling them up).
 const MAX_CACHED_COUNTERS: usize = 10_000;
+
+/// Why a strict operation did not run or failed.
+#[derive(Debug)]
+pub(crate) enum StrictFailure {
+    /// The agent was started without `--zookeeper`.
+    NotConfigured,
+    /// No session has been opened yet; `why` is the last attempt's error.
+    NotConnected { connect: String, why: String },
+    /// The operation ran and failed.
+    Op(StrictError),
+}
+
+/// Whether an operation may create the counter it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// Writes: a missing counter is created at 0 first.
+    OrCreate,
+    /// Reads: a missing counter is `NotFound` and nothing is created, so a `GET` (which
+    /// any web page can trigger with an `<img>`) never adds a znode.
+    Existing,
+}
 
 /// Strict mode as the agent sees it.
 #[derive(Debug)]
@@ -100,30 +120,36 @@ impl StrictState {
         }))
     }
 
-    fn client(&self) -> Result<&StrictClient, ApiError> {
+    fn client(&self) -> Result<&StrictClient, StrictFailure> {
         let Some(connect) = &self.connect else {
-            return Err(ApiError::unavailable(
-                "strict mode is not configured on this agent: start it with --zookeeper \
-                 HOST:PORT[/chroot] (or COUNTERMESH_ZOOKEEPER)",
-            ));
+            return Err(StrictFailure::NotConfigured);
         };
         self.inner.client.get().ok_or_else(|| {
             let why = lock(&self.inner.last_error)
                 .clone()
                 .unwrap_or_else(|| "still connecting".to_owned());
-            ApiError::unavailable(format!(
-                "ZooKeeper at {connect} is not reachable yet ({why}); the agent keeps \
-                 trying in the background"
-            ))
+            StrictFailure::NotConnected {
+                connect: connect.clone(),
+                why,
+            }
         })
     }
 
-    /// Opens (creating at 0 if absent) the counter `name`, from the cache if possible.
-    async fn open(&self, client: &StrictClient, name: &str) -> Result<Counter, StrictError> {
+    /// Opens the counter `name` (creating it at 0 if absent and `mode` allows), from the
+    /// cache if possible.
+    async fn open(
+        &self,
+        client: &StrictClient,
+        name: &str,
+        mode: Open,
+    ) -> Result<Counter, StrictError> {
         if let Some(counter) = lock(&self.inner.counters).get(name) {
             return Ok(counter.clone());
         }
-        let counter = client.counter(name).await?;
+        let counter = match mode {
+            Open::OrCreate => client.counter(name).await?,
+            Open::Existing => client.existing_counter(name).await?,
+        };
         let mut counters = lock(&self.inner.counters);
         if counters.len() >= MAX_CACHED_COUNTERS {
             counters.clear();
@@ -139,17 +165,18 @@ impl StrictState {
     /// Runs `op` on the counter `name` (validated), recording its latency and outcome
     /// (`label` names the outcome of a success, e.g. `mismatch` for a failed CAS).
     ///
-    /// Strict counters are created at 0 on first use, by any route. A cached handle to a
-    /// counter deleted since answers `NotFound` (which had no effect), so the counter is
-    /// opened again, which re-creates it, and the operation runs once more.
+    /// With [`Open::OrCreate`] a missing counter is created at 0 first. A cached handle
+    /// to a counter deleted since answers `NotFound` (which had no effect), so the
+    /// counter is opened again (re-created only with `OrCreate`) and the operation runs
+    /// once more.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         stats: &AgentStats,
-        op: &'static str,
+        (op, mode): (&'static str, Open),
         name: &str,
         label: fn(&T) -> &'static str,
         f: F,
-    ) -> Result<T, ApiError>
+    ) -> Result<T, StrictFailure>
     where
         F: Fn(Counter) -> Fut,
         Fut: Future<Output = Result<T, StrictError>>,
@@ -157,11 +184,11 @@ impl StrictState {
         let client = self.client()?;
         let started = Instant::now();
         let result = async {
-            let counter = self.open(client, name).await?;
+            let counter = self.open(client, name, mode).await?;
             match f(counter).await {
                 Err(StrictError::NotFound { .. }) => {
                     self.forget(name);
-                    let counter = self.open(client, name).await?;
+                    let counter = self.open(client, name, mode).await?;
                     f(counter).await
                 }
                 other => other,
@@ -173,11 +200,11 @@ impl StrictState {
             Err(error) => outcome_label(error),
         };
         stats.record_strict(op, outcome, started.elapsed());
-        result.map_err(|error| ApiError::from_strict(&error))
+        result.map_err(StrictFailure::Op)
     }
 
     /// Deletes the counter `name` (validated); succeeds if it did not exist.
-    pub(crate) async fn delete(&self, stats: &AgentStats, name: &str) -> Result<(), ApiError> {
+    pub(crate) async fn delete(&self, stats: &AgentStats, name: &str) -> Result<(), StrictFailure> {
         let client = self.client()?;
         let started = Instant::now();
         self.forget(name);
@@ -187,7 +214,7 @@ impl StrictState {
             Err(error) => outcome_label(error),
         };
         stats.record_strict("delete", outcome, started.elapsed());
-        result.map_err(|error| ApiError::from_strict(&error))
+        result.map_err(StrictFailure::Op)
     }
 }
 

@@ -1,75 +1,14 @@
-//! [`AgentState`]: what every HTTP handler shares: the mesh, cached counter handles,
-//! strict mode, and the agent's own statistics.
+//! [`AgentStats`]: what the agent itself counts (the mesh counts gossip): adds, reads,
+//! HTTP responses, strict-operation latencies and outcomes, and the add-rate history the
+//! status page draws.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-use countermesh::{Counter, CounterError, Mesh, MeshError};
-
-use crate::agent_strict::StrictState;
-use crate::api_error::ApiError;
+use std::time::Duration;
 
 /// How many one-second add-rate samples the status page gets.
 pub(crate) const RATE_SAMPLES: usize = 60;
-
-/// Shared by all handlers (behind an `Arc`).
-#[derive(Debug)]
-pub(crate) struct AgentState {
-    pub(crate) mesh: Mesh,
-    /// Counter handles by name, so an add is a map lookup plus an atomic add instead of
-    /// a trip through the mesh's store lock.
-    counters: RwLock<HashMap<String, Counter>>,
-    pub(crate) strict: StrictState,
-    pub(crate) stats: AgentStats,
-    pub(crate) token: Option<String>,
-    pub(crate) started: Instant,
-    /// Bounds how many batch bodies are parsed at once (see `api::batch`).
-    pub(crate) batch_slots: tokio::sync::Semaphore,
-}
-
-impl AgentState {
-    pub(crate) fn new(mesh: Mesh, strict: StrictState, token: Option<String>) -> Self {
-        Self {
-            mesh,
-            counters: RwLock::new(HashMap::new()),
-            strict,
-            stats: AgentStats::default(),
-            token,
-            started: Instant::now(),
-            batch_slots: tokio::sync::Semaphore::new(crate::api::MAX_CONCURRENT_BATCHES),
-        }
-    }
-
-    /// The handle for `name` (already validated), created on first use.
-    pub(crate) fn counter(&self, name: &str) -> Result<Counter, ApiError> {
-        if let Some(counter) = self
-            .counters
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return Ok(counter.clone());
-        }
-        let counter = self.mesh.counter(name).map_err(|error| match error {
-            MeshError::Counter(CounterError::InvalidName(e)) => {
-                ApiError::invalid_name(e.to_string())
-            }
-            // The store's counter limit protects the node's memory; the client can do
-            // nothing about it but wait for an operator.
-            MeshError::Counter(e @ CounterError::TooManyCounters { .. }) => {
-                ApiError::unavailable(format!("cannot create counter {name:?}: {e}"))
-            }
-            other => ApiError::internal(other.to_string()),
-        })?;
-        self.counters
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), counter.clone());
-        Ok(counter)
-    }
-}
 
 /// What the agent itself counts (the mesh counts gossip).
 #[derive(Debug, Default)]
@@ -80,6 +19,8 @@ pub(crate) struct AgentStats {
     pub(crate) reads: AtomicU64,
     /// Batch requests applied.
     pub(crate) batches: AtomicU64,
+    /// Batch requests waiting for a parse slot right now (their bodies not read yet).
+    pub(crate) batches_waiting: AtomicU64,
     /// HTTP responses by (route, status).
     http: Mutex<BTreeMap<(String, u16), u64>>,
     /// Strict operations: latency histograms by op, counts by (op, outcome).
@@ -130,6 +71,23 @@ pub(crate) struct StrictMetrics {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain numbers behind: still usable.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts one batch as waiting for a slot while it lives.
+#[derive(Debug)]
+pub(crate) struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    pub(crate) fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl AgentStats {

@@ -6,7 +6,11 @@
 //! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
 //! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
 
-use std::future::IntoFuture;
+mod server;
+pub(crate) mod state;
+pub(crate) mod stats;
+pub(crate) mod strict;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +18,9 @@ use anyhow::Context;
 use countermesh::{Mesh, TlsConfig};
 use tracing::{info, warn};
 
-use crate::agent_state::AgentState;
-use crate::agent_strict::StrictState;
+use self::state::{AgentState, HttpPolicy};
+use self::strict::StrictState;
+use crate::api::guard::AllowedHosts;
 use crate::config::{AgentArgs, AgentConfig, TlsSource};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
@@ -25,12 +30,15 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
     init_logging(&config.log);
     info!(?config, "starting the agent");
+    if config.token.is_none() && !config.http.ip().is_loopback() {
+        warn!(
+            http = %config.http,
+            "the HTTP API is served without authentication (--allow-unauthenticated): \
+             anyone who can reach it can read and change every counter"
+        );
+    }
 
-    let tls = match &config.tls {
-        TlsSource::Files { ca, cert, key } => TlsConfig::from_pem_files(ca, cert, key)
-            .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?,
-        TlsSource::Insecure => TlsConfig::dangerously_insecure_no_peer_verification(),
-    };
+    let tls = load_tls(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("--http: cannot listen on {}", config.http))?;
@@ -41,8 +49,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let quic = mesh.local_addr();
 
     let strict = StrictState::new(config.zookeeper.clone());
-    let connector = strict.connect_in_background(config.strict_timeout);
-    let state = Arc::new(AgentState::new(mesh, strict, config.token.clone()));
+    let connector = strict.connect_in_background(config.timing.strict_timeout);
+    let policy = HttpPolicy {
+        token: config.token.clone(),
+        allowed_hosts: AllowedHosts::new(http, &config.allowed_hosts),
+        request_timeout: config.limits.request_timeout,
+        max_counters: config.max_counters,
+    };
+    let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));
 
     announce(http, quic);
@@ -56,38 +70,47 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "agent ready"
     );
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let stopping = Arc::clone(&stop);
-    let mut server = tokio::spawn(
-        axum::serve(listener, crate::api::router(Arc::clone(&state)))
-            .with_graceful_shutdown(async move { stopping.notified().await })
-            .into_future(),
-    );
-    let served = tokio::select! {
-        // The server only ends by itself on an error.
-        served = &mut server => served,
-        () = shutdown_signal() => {
-            stop.notify_one();
-            match tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut server).await {
-                Ok(served) => served,
-                Err(_) => {
-                    warn!("HTTP requests still running after {HTTP_DRAIN_TIMEOUT:?}; closing them");
-                    server.abort();
-                    let _ = (&mut server).await;
-                    Ok(Ok(()))
-                }
-            }
-        }
-    };
-    let served = served.context("the HTTP server task failed")?;
+    serve_until_signal(listener, &state, config.limits).await;
     info!("HTTP stopped; shutting the mesh down");
     sampler.abort();
     if let Some(connector) = connector {
         connector.abort();
     }
     let _ = sampler.await;
+    shut_down(state).await?;
+    info!("agent stopped");
+    Ok(())
+}
 
-    // Connections release their handle on the state just after the server stops.
+/// Serves HTTP until SIGINT or SIGTERM, then drains in-flight requests for at most
+/// [`HTTP_DRAIN_TIMEOUT`] and closes whatever is left.
+async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    state: &Arc<AgentState>,
+    limits: crate::config::HttpLimits,
+) {
+    let app = crate::api::router(Arc::clone(state));
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let stop = {
+        let signalled = Arc::clone(&signalled);
+        async move { signalled.notified().await }
+    };
+    let mut server = std::pin::pin!(server::serve(listener, app, limits, stop));
+    tokio::select! {
+        () = &mut server => {}
+        () = shutdown_signal() => {
+            signalled.notify_one();
+            if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut server).await.is_err() {
+                // Dropping the server future aborts every connection task.
+                warn!("HTTP requests still running after {HTTP_DRAIN_TIMEOUT:?}; closing them");
+            }
+        }
+    }
+}
+
+/// Leaves the mesh gracefully once every HTTP handler has let go of the state.
+async fn shut_down(state: Arc<AgentState>) -> anyhow::Result<()> {
+    // Aborted connection tasks release their handle on the state just after.
     for _ in 0..100 {
         if Arc::strong_count(&state) == 1 {
             break;
@@ -99,17 +122,34 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .mesh
             .shutdown()
             .await
-            .context("shutting the mesh down")?,
+            .context("shutting the mesh down"),
         Err(state) => {
             // Something still holds the state (it should not once HTTP has stopped):
             // make the adds durable at least; dropping the mesh closes it.
             warn!("the mesh is still in use; flushing without a graceful leave");
-            state.mesh.flush().await.context("flushing the mesh")?;
+            state.mesh.flush().await.context("flushing the mesh")
         }
     }
-    served.context("serving HTTP")?;
-    info!("agent stopped");
-    Ok(())
+}
+
+fn load_tls(source: &TlsSource) -> anyhow::Result<TlsConfig> {
+    match source {
+        TlsSource::Files { ca, cert, key, crl } => {
+            let tls = TlsConfig::from_pem_files(ca, cert, key)
+                .context("loading the TLS certificates (--tls-ca, --tls-cert, --tls-key)")?;
+            info!(
+                cluster = tls.cluster_san().unwrap_or_default(),
+                "mutual TLS"
+            );
+            match crl {
+                Some(crl) => tls
+                    .with_crl_file(crl)
+                    .with_context(|| format!("--tls-crl: loading {}", crl.display())),
+                None => Ok(tls),
+            }
+        }
+        TlsSource::Insecure => Ok(TlsConfig::dangerously_insecure_no_peer_verification()),
+    }
 }
 
 fn init_logging(filter: &str) {
@@ -129,13 +169,19 @@ async fn start_mesh(config: &AgentConfig, tls: TlsConfig) -> anyhow::Result<Mesh
         .bind(config.bind)
         .seeds(config.seeds.iter().copied())
         .tls(tls)
-        .gossip_interval(config.gossip_interval)
-        .commit_interval(config.commit_interval);
+        .gossip_interval(config.timing.gossip_interval)
+        .commit_interval(config.timing.commit_interval);
     if let Some(addr) = config.advertise {
         builder = builder.advertise(addr);
     }
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir)
+        // Private to this user: it holds every count the node knows.
+        let mut create = std::fs::DirBuilder::new();
+        create.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+        create
+            .create(dir)
             .with_context(|| format!("--data-dir: cannot create {}", dir.display()))?;
         builder = builder.data_dir(dir);
     }

@@ -7,6 +7,9 @@ use axum::response::{IntoResponse, Response};
 use countermesh_strict::StrictError;
 use serde::Serialize;
 
+use crate::agent::state::OpenError;
+use crate::agent::strict::StrictFailure;
+
 /// An API error: a stable machine-readable code, a status and a message for humans.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiError {
@@ -60,6 +63,19 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn host_not_allowed(host: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            format!(
+                "this agent does not answer to the Host {host:?}: it answers loopback names, \
+                 its --http address and the names given with --allowed-host (a guard \
+                 against DNS rebinding); start it with --allowed-host NAME to reach it by \
+                 another name"
+            ),
+        )
+    }
+
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -81,6 +97,18 @@ impl ApiError {
             "unsupported_media_type",
             "send request bodies as `Content-Type: application/json` (required on every \
              POST, also without a body, so a web page cannot post to the agent cross-site)",
+        )
+    }
+
+    pub(crate) fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request took longer than {limit:?} (--request-timeout), body included; \
+                 an eventual add or batch was not applied, a strict write may or may not \
+                 have been (read the counter to know)"
+            ),
         )
     }
 
@@ -127,6 +155,37 @@ impl ApiError {
             }
             StrictError::ZooKeeper(_) => Self::internal(error.to_string()),
             _ => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<OpenError> for ApiError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::InvalidName(message) => Self::invalid_name(message),
+            error @ OpenError::Limit { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "counter_limit", error.to_string())
+            }
+            // The store's counter limit protects the node's memory; the client can do
+            // nothing about it but wait for an operator.
+            error @ OpenError::StoreFull { .. } => Self::unavailable(error.to_string()),
+            OpenError::Mesh(message) => Self::internal(message),
+        }
+    }
+}
+
+impl From<StrictFailure> for ApiError {
+    fn from(failure: StrictFailure) -> Self {
+        match failure {
+            StrictFailure::NotConfigured => Self::unavailable(
+                "strict mode is not configured on this agent: start it with --zookeeper \
+                 HOST:PORT[/chroot] (or COUNTERMESH_ZOOKEEPER)",
+            ),
+            StrictFailure::NotConnected { connect, why } => Self::unavailable(format!(
+                "ZooKeeper at {connect} is not reachable yet ({why}); the agent keeps \
+                 trying in the background"
+            )),
+            StrictFailure::Op(error) => Self::from_strict(&error),
         }
     }
 }
