@@ -11,9 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use countermesh_core::{
-    ActorId, Channel, Config, Counter, HandleError, Node, Persistence,
-};
+use countermesh_core::{ActorId, Channel, Config, Counter, HandleError, Node, Persistence};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -365,8 +363,7 @@ impl World {
                 };
                 if let Some(delay) = second {
                     self.metrics.fates.duplicated += 1;
-                    self.wire
-                        .push(message(self.now + delay, t.payload.clone()));
+                    self.wire.push(message(self.now + delay, t.payload.clone()));
                 }
                 if let Some(delay) = first {
                     self.wire.push(message(self.now + delay, t.payload));

@@ -36,10 +36,10 @@ pub mod probes;
 mod progress;
 pub mod report;
 pub mod restart;
-pub mod rss;
 pub mod scenario;
 pub mod standard;
 pub mod timers;
+pub mod usage;
 mod workload;
 
 pub use crate::engine::{RunOptions, node_config, run};

@@ -138,7 +138,9 @@ impl World {
                 (Some(range), _) => Selection::Range(self.range(range)),
                 (None, count) => Selection::Random(count.unwrap_or(0)),
             };
-            let restart = c.restart_after_s.map(|after| (secs(after), kind(c.durable)));
+            let restart = c
+                .restart_after_s
+                .map(|after| (secs(after), kind(c.durable)));
             self.schedule(secs(c.at_s), Control::Crash { nodes, restart });
         }
         for l in &s.file.leave {
@@ -220,7 +222,10 @@ impl World {
             }
             Control::Slow(k, on) => {
                 let l = self.scenario.file.slow[k].clone();
-                let (lat, lag) = ((l.extra_latency_ms * 1e6) as u64, (l.timer_lag_ms * 1e6) as u64);
+                let (lat, lag) = (
+                    (l.extra_latency_ms * 1e6) as u64,
+                    (l.timer_lag_ms * 1e6) as u64,
+                );
                 self.net.adjust_slow(self.range(&l.nodes), lat, lag, on);
             }
             Control::Churn => self.churn(),
@@ -279,7 +284,12 @@ impl World {
         host.next_commit = self.now;
         self.live.insert(i);
         let now = self.instant(self.now);
-        let seeds = self.scenario.file.protocol.seeds.min(self.scenario.initial_nodes);
+        let seeds = self
+            .scenario
+            .file
+            .protocol
+            .seeds
+            .min(self.scenario.initial_nodes);
         if let Some(node) = self.hosts[i].node.as_mut() {
             for seed in (0..seeds).filter(|&s| s != i) {
                 node.join(address(seed), now);

@@ -74,7 +74,8 @@ fn options(args: &Args) -> anyhow::Result<RunOptions> {
 
 fn out_dir(args: &Args, scenario: &str) -> PathBuf {
     args.out.clone().unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
         target.join("sim").join(scenario)
     })
 }
@@ -86,7 +87,10 @@ fn finish(args: &Args, report: &Report, dir: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("writing results into {}", dir.display()))?;
     println!("  files: {} in {}", files.len(), dir.display());
     if let Some(why) = &report.incomplete {
-        eprintln!("{}: incomplete: {why} (seed {})", report.scenario, report.seed);
+        eprintln!(
+            "{}: incomplete: {why} (seed {})",
+            report.scenario, report.seed
+        );
     }
     if !report.failures.is_empty() {
         eprintln!(
@@ -131,7 +135,10 @@ fn summary(args: &Args, options: &RunOptions) -> anyhow::Result<ExitCode> {
     let scenarios = standard::load(&args.scenarios)?;
     let mut errors = Vec::new();
     let reports = standard::run_all(&scenarios, options, |report| {
-        eprintln!("countermesh-sim: {} done (seed {})", report.scenario, report.seed);
+        eprintln!(
+            "countermesh-sim: {} done (seed {})",
+            report.scenario, report.seed
+        );
         if let Err(e) = finish(args, report, out_dir(args, &report.scenario)) {
             errors.push(e);
         }

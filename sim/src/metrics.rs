@@ -163,9 +163,9 @@ pub struct Sample {
     pub entries: f64,
     /// Messages in flight at the sample.
     pub in_flight: usize,
-    /// Running nodes that read the exact expected value of every counter (only known
-    /// once convergence polling started; `NaN` before).
-    pub exact: f64,
+    /// Fraction of running nodes that read the exact expected value of every counter
+    /// (known only once convergence polling has started).
+    pub exact: Option<f64>,
 }
 
 /// Column names of [`Sample`] in CSV order.
@@ -176,7 +176,7 @@ impl Sample {
     pub fn csv(&self) -> String {
         let b = self.bytes_per_node_s;
         format!(
-            "{:.3},{},{:.5},{:.5},{:.5},{:.1},{:.1},{:.1},{:.1},{:.1},{:.2},{:.2},{:.2},{:.2},{},{:.5}",
+            "{:.3},{},{:.5},{:.5},{:.5},{:.1},{:.1},{:.1},{:.1},{:.1},{:.2},{:.2},{:.2},{:.2},{},{}",
             self.t_s,
             self.live,
             self.members_mean,
@@ -192,7 +192,7 @@ impl Sample {
             self.counters,
             self.entries,
             self.in_flight,
-            self.exact
+            self.exact.map_or_else(String::new, |e| format!("{e:.5}"))
         )
     }
 }

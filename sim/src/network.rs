@@ -147,11 +147,7 @@ impl Network {
     }
 
     /// Switches link rule `rule` on (with its parameters) or off.
-    pub fn set_link(
-        &mut self,
-        rule: usize,
-        on: Option<(NodeRange, NodeRange, Option<f64>, u64)>,
-    ) {
+    pub fn set_link(&mut self, rule: usize, on: Option<(NodeRange, NodeRange, Option<f64>, u64)>) {
         self.links[rule] = on.map(|(from, to, loss, extra)| Link {
             from,
             to,

@@ -1,8 +1,8 @@
 //! Watching a run: full-membership detection, convergence polling, the idle-bandwidth
 //! window, time-series samples, and the end-of-run decision.
 //!
-//! * *Full membership time*: the first virtual instant, at or after the last join-wave
-//!   start, at which every running node's `members()` holds exactly every other running
+//! * *Full membership time*: the first virtual instant, at or after the start of the
+//!   last node of the last join wave, at which every running node's `members()` holds exactly every other running
 //!   node's current identity. The member-count histogram flags candidates in O(1) per
 //!   event; a candidate is verified exactly (every member is the current identity of a
 //!   distinct running node), at most once per sample interval.
@@ -49,7 +49,7 @@ impl Idle {
 pub(crate) struct Watch {
     /// Fractional workload adds carried to the next tick.
     pub(crate) add_carry: f64,
-    /// Start of the first and of the last join wave.
+    /// Start of the first join wave, and when the last wave's last node starts.
     pub(crate) first_join: u64,
     pub(crate) last_join: u64,
     pub(crate) membership_full_at: Option<u64>,
@@ -66,10 +66,11 @@ pub(crate) struct Watch {
 
 impl Watch {
     pub(crate) fn new(scenario: &Scenario) -> Self {
-        let starts = scenario.file.join.iter().map(|j| (j.at_s * 1e9).round() as u64);
+        let ns = |s: f64| (s * 1e9).round() as u64;
+        let waves = scenario.file.join.iter();
         Self {
-            first_join: starts.clone().min().unwrap_or(0),
-            last_join: starts.max().unwrap_or(0),
+            first_join: waves.clone().map(|j| ns(j.at_s)).min().unwrap_or(0),
+            last_join: waves.map(|j| ns(j.at_s + j.spread_s)).max().unwrap_or(0),
             ..Self::default()
         }
     }
@@ -85,8 +86,7 @@ impl World {
             || self.now < w.last_join
             || live < 2
             || self.metrics.membership.full(live) != live
-            || w
-                .last_verify
+            || w.last_verify
                 .is_some_and(|t| self.now < t + self.scenario.sample_interval)
         {
             return;
@@ -153,8 +153,8 @@ impl World {
             }
         }
         let s = &self.scenario;
-        let settled = self.watch.converged_at.is_some()
-            && (self.watch.idle.is_some() || s.idle_window == 0);
+        let settled =
+            self.watch.converged_at.is_some() && (self.watch.idle.is_some() || s.idle_window == 0);
         let done = self.watch.fatal
             || (self.now >= s.duration && settled)
             || self.now >= s.duration + s.settle_max;
@@ -241,7 +241,13 @@ impl World {
         let interval = self.scenario.sample_interval;
         let window_s = interval as f64 / 1e9;
         let live = self.live.len();
-        let per_node = |x: f64| if live == 0 { 0.0 } else { x / live as f64 / window_s };
+        let per_node = |x: f64| {
+            if live == 0 {
+                0.0
+            } else {
+                x / live as f64 / window_s
+            }
+        };
         let traffic = self.metrics.traffic.since(&self.metrics.at_last_sample);
         self.metrics.at_last_sample = self.metrics.traffic;
         let max_node = self.metrics.node_bytes.iter().copied().max().unwrap_or(0);
@@ -254,8 +260,16 @@ impl World {
             t_s: self.now as f64 / 1e9,
             live,
             members_mean: m.mean(live) / others,
-            members_min: if live == 0 { 0.0 } else { m.min() as f64 / others },
-            full: if live == 0 { 0.0 } else { m.full(live) as f64 / live as f64 },
+            members_min: if live == 0 {
+                0.0
+            } else {
+                m.min() as f64 / others
+            },
+            full: if live == 0 {
+                0.0
+            } else {
+                m.full(live) as f64 / live as f64
+            },
             bytes_per_node_s: [
                 per_node(traffic.total_bytes() as f64),
                 per_node(b[0] as f64),
@@ -268,10 +282,8 @@ impl World {
             counters,
             entries,
             in_flight: self.in_flight().0,
-            exact: match (self.watch.polling, live) {
-                (false, _) | (_, 0) => f64::NAN,
-                (true, _) => (live - self.watch.unconverged.len().min(live)) as f64 / live as f64,
-            },
+            exact: (self.watch.polling && live > 0)
+                .then(|| (live - self.watch.unconverged.len().min(live)) as f64 / live as f64),
         };
         self.metrics.samples.push(sample);
         let timeout = crate::lifecycle::secs(self.scenario.file.probes.timeout_s);

@@ -75,7 +75,10 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
         ("probes_aborted", g.probes.2.to_string()),
         ("membership_full_s", num(g.membership_full_s)),
         ("converged_after_s", num(g.converged_after_s)),
-        ("idle_bytes_per_node_s", num(g.idle.map(|i| i.bytes_per_node_s()))),
+        (
+            "idle_bytes_per_node_s",
+            num(g.idle.map(|i| i.bytes_per_node_s())),
+        ),
         ("bytes_sent", g.traffic.total_bytes().to_string()),
         ("messages_sent", g.traffic.total_messages().to_string()),
         ("budget_violations", g.budget_violations.to_string()),
@@ -84,9 +87,14 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
         ("events", g.events.to_string()),
         ("wall_s", format!("{:.3}", report.perf.wall_s)),
         ("wall_at_duration_s", num(report.perf.wall_at_duration_s)),
+        ("cpu_s", num(report.perf.cpu_s)),
+        ("cpu_at_duration_s", num(report.perf.cpu_at_duration_s)),
         (
             "peak_rss_bytes",
-            report.perf.peak_rss.map_or("nan".to_owned(), |b| b.to_string()),
+            report
+                .perf
+                .peak_rss
+                .map_or("nan".to_owned(), |b| b.to_string()),
         ),
     ]
 }

@@ -28,7 +28,13 @@ pub fn draw(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     let mut plot = |name: &str, title: String, x: &str, y: &str, lines: Vec<Line>| {
         let path = dir.join(name);
-        line_chart(&path, &title, x, y, &lines)?;
+        // A CDF climbs to the upper right, so its legend goes lower right.
+        let legend = if name.contains("cdf") {
+            SeriesLabelPosition::LowerRight
+        } else {
+            SeriesLabelPosition::UpperRight
+        };
+        line_chart(&path, &title, (x, y), legend, &lines)?;
         written.push(path);
         Ok::<(), String>(())
     };
@@ -39,7 +45,10 @@ pub fn draw(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String> {
         "fraction",
         vec![
             ("probes complete (all targets)", probe_cdf(report)),
-            ("(probe, node) pairs reached", cdf(report.reach_rounds.iter().map(|&r| f64::from(r)).collect())),
+            (
+                "(probe, node) pairs reached",
+                cdf(report.reach_rounds.iter().map(|&r| f64::from(r)).collect()),
+            ),
         ],
     )?;
     plot(
@@ -117,11 +126,23 @@ fn probe_cdf(report: &Report) -> Vec<(f64, f64)> {
     points
 }
 
-fn line_chart(path: &Path, title: &str, x: &str, y: &str, lines: &[Line]) -> Result<(), String> {
+fn line_chart(
+    path: &Path,
+    title: &str,
+    (x, y): (&str, &str),
+    legend: SeriesLabelPosition,
+    lines: &[Line],
+) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
     let finite = |v: &f64| v.is_finite();
-    let xs = lines.iter().flat_map(|(_, l)| l.iter().map(|p| p.0)).filter(finite);
-    let ys = lines.iter().flat_map(|(_, l)| l.iter().map(|p| p.1)).filter(finite);
+    let xs = lines
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|p| p.0))
+        .filter(finite);
+    let ys = lines
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|p| p.1))
+        .filter(finite);
     let x_max = xs.fold(0.0f64, f64::max).max(1e-9) * 1.02;
     let y_max = ys.fold(0.0f64, f64::max).max(1e-9) * 1.05;
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
@@ -141,18 +162,23 @@ fn line_chart(path: &Path, title: &str, x: &str, y: &str, lines: &[Line]) -> Res
         .map_err(|e| err(&e))?;
     for (k, (name, points)) in lines.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let points = points.iter().copied().filter(|(a, b)| a.is_finite() && b.is_finite());
+        let points = points
+            .iter()
+            .copied()
+            .filter(|(a, b)| a.is_finite() && b.is_finite());
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .draw()
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;

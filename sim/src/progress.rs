@@ -1,5 +1,6 @@
 //! The progress bar (indicatif, on stderr) and the wall-clock and memory budgets.
 
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,6 +17,8 @@ const CHECK_EVERY: u64 = 1024;
 #[derive(Debug)]
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    /// Without a terminal, a plain line on stderr every tenth of the duration instead.
+    lines: Option<(String, u64, u64)>,
     started: Instant,
     wall_budget: Option<Duration>,
     rss_budget: Option<u64>,
@@ -23,6 +26,9 @@ pub(crate) struct Progress {
     now: u64,
     /// Wall seconds when virtual time first reached the scenario's duration.
     pub(crate) wall_at_duration: Option<f64>,
+    /// CPU seconds when virtual time first reached the scenario's duration.
+    pub(crate) cpu_at_duration: Option<f64>,
+    cpu_start: f64,
     /// Largest resident set size seen, in bytes.
     pub(crate) peak_rss: Option<u64>,
 }
@@ -33,7 +39,10 @@ impl Progress {
         let wall_budget = options
             .wall_budget
             .or_else(|| (budget > 0.0).then(|| Duration::from_secs_f64(budget)));
-        let bar = options.progress.then(|| {
+        let terminal = std::io::stderr().is_terminal();
+        let lines = (options.progress && !terminal)
+            .then(|| (scenario.name.clone(), (scenario.duration / 10).max(1), 0));
+        let bar = (options.progress && terminal).then(|| {
             let bar = ProgressBar::with_draw_target(
                 Some(scenario.duration / 1_000_000),
                 ProgressDrawTarget::stderr(),
@@ -49,12 +58,15 @@ impl Progress {
         });
         Self {
             bar,
+            lines,
             started: Instant::now(),
             wall_budget,
             rss_budget: options.rss_budget,
             duration: scenario.duration,
             now: 0,
             wall_at_duration: None,
+            cpu_at_duration: None,
+            cpu_start: crate::usage::cpu_s().unwrap_or(0.0),
             peak_rss: None,
         }
     }
@@ -62,6 +74,11 @@ impl Progress {
     /// Wall seconds since the run started.
     pub(crate) fn wall_s(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// CPU seconds of the simulator's thread since the run started.
+    pub(crate) fn cpu_s(&self) -> Option<f64> {
+        crate::usage::cpu_s().map(|s| s - self.cpu_start)
     }
 
     /// Whether a budget is exhausted; checked every [`CHECK_EVERY`] events.
@@ -79,7 +96,7 @@ impl Progress {
                 ));
             }
         }
-        if let (Some(limit), Some((rss, peak))) = (self.rss_budget, crate::rss::rss()) {
+        if let (Some(limit), Some((rss, peak))) = (self.rss_budget, crate::usage::rss()) {
             self.peak_rss = Some(self.peak_rss.unwrap_or(0).max(peak));
             if rss > limit {
                 return Some(format!(
@@ -97,10 +114,28 @@ impl Progress {
         self.now = now;
         if now >= self.duration && self.wall_at_duration.is_none() {
             self.wall_at_duration = Some(self.wall_s());
+            self.cpu_at_duration = self.cpu_s();
         }
-        let rss = crate::rss::rss();
+        let rss = crate::usage::rss();
         if let Some((_, peak)) = rss {
             self.peak_rss = Some(self.peak_rss.unwrap_or(0).max(peak));
+        }
+        #[allow(clippy::print_stderr)]
+        let wall = self.wall_s();
+        if let Some((name, every, next)) = &mut self.lines {
+            if now >= *next {
+                *next = now + *every;
+                eprintln!(
+                    "{name}: {:.0}/{:.0} s virtual, {} nodes, {:.0}% full view, {:.0} B/s/node, RSS {} MiB, wall {:.0} s",
+                    now as f64 / 1e9,
+                    self.duration as f64 / 1e9,
+                    sample.live,
+                    sample.full * 100.0,
+                    sample.bytes_per_node_s[0],
+                    rss.map_or(0, |(r, _)| r >> 20),
+                    wall
+                );
+            }
         }
         if let Some(bar) = &self.bar {
             bar.set_position((now / 1_000_000).min(self.duration / 1_000_000));

@@ -101,6 +101,10 @@ pub struct Perf {
     pub wall_s: f64,
     /// Wall seconds until virtual time reached the scenario's duration.
     pub wall_at_duration_s: Option<f64>,
+    /// CPU seconds of the simulator's thread for the whole run.
+    pub cpu_s: Option<f64>,
+    /// CPU seconds until virtual time reached the scenario's duration.
+    pub cpu_at_duration_s: Option<f64>,
     /// Peak resident set size of the process, bytes.
     pub peak_rss: Option<u64>,
 }
@@ -194,7 +198,7 @@ impl World {
             state: self.state_means(),
             fingerprint,
         };
-        let peak = crate::rss::rss().map(|(_, peak)| peak);
+        let peak = crate::usage::rss().map(|(_, peak)| peak);
         Report {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
@@ -204,6 +208,8 @@ impl World {
             perf: Perf {
                 wall_s: started.elapsed().as_secs_f64(),
                 wall_at_duration_s: self.progress.wall_at_duration,
+                cpu_s: self.progress.cpu_s(),
+                cpu_at_duration_s: self.progress.cpu_at_duration,
                 peak_rss: peak.max(self.progress.peak_rss),
             },
             series: std::mem::take(&mut self.metrics.samples),
@@ -264,7 +270,7 @@ fn bytes(x: f64) -> String {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let g = &self.figures;
-        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<38} {v}");
+        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<42} {v}");
         writeln!(f, "scenario {} (seed {})", self.scenario, self.seed)?;
         let status = match (&self.incomplete, self.failures.is_empty()) {
             (Some(why), _) => format!("INCOMPLETE: {why}"),
@@ -272,14 +278,42 @@ impl fmt::Display for Report {
             (None, false) => format!("FAILED ({} check(s))", self.failures.len()),
         };
         row(f, "result", status)?;
-        row(f, "nodes (slots used / running at end)", format!("{} / {}", g.nodes, g.live_end))?;
-        row(f, "virtual time simulated", format!("{:.1} s of {:.1} s", g.virtual_s, self.duration_s))?;
+        row(
+            f,
+            "nodes (slots used / running at end)",
+            format!("{} / {}", g.nodes, g.live_end),
+        )?;
+        row(
+            f,
+            "virtual time simulated",
+            format!("{:.1} s of {:.1} s", g.virtual_s, self.duration_s),
+        )?;
         let (done, timed_out, aborted) = g.probes;
-        row(f, "probes (done / timed out / aborted)", format!("{done} / {timed_out} / {aborted}"))?;
-        row(f, "rounds for one add to reach all p50", opt(g.p50_rounds, 2))?;
-        row(f, "rounds for one add to reach all p99", opt(g.p99_rounds, 2))?;
-        row(f, "full membership time", format!("{} s", opt(g.membership_full_s, 2)))?;
-        row(f, "exact convergence after adds stop", format!("{} s", opt(g.converged_after_s, 2)))?;
+        row(
+            f,
+            "probes (done / timed out / aborted)",
+            format!("{done} / {timed_out} / {aborted}"),
+        )?;
+        row(
+            f,
+            "rounds for one add to reach all p50",
+            opt(g.p50_rounds, 2),
+        )?;
+        row(
+            f,
+            "rounds for one add to reach all p99",
+            opt(g.p99_rounds, 2),
+        )?;
+        row(
+            f,
+            "full membership time",
+            format!("{} s", opt(g.membership_full_s, 2)),
+        )?;
+        row(
+            f,
+            "exact convergence after adds stop",
+            format!("{} s", opt(g.converged_after_s, 2)),
+        )?;
         let idle = g.idle.map(|i| {
             format!(
                 "{}/s (swim {}, sync {}, delta {}) over {:.0} s, {} nodes",
@@ -291,7 +325,11 @@ impl fmt::Display for Report {
                 i.live
             )
         });
-        row(f, "idle wire bytes per node per second", idle.unwrap_or_else(|| "-".to_owned()))?;
+        row(
+            f,
+            "idle wire bytes per node per second",
+            idle.unwrap_or_else(|| "-".to_owned()),
+        )?;
         let t = &g.traffic;
         row(
             f,
@@ -303,21 +341,57 @@ impl fmt::Display for Report {
         row(
             f,
             "delivered / lost / partitioned / dup",
-            format!("{} / {} / {} / {}", fa.delivered, fa.lost, fa.partitioned, fa.duplicated),
+            format!(
+                "{} / {} / {} / {}",
+                fa.delivered, fa.lost, fa.partitioned, fa.duplicated
+            ),
         )?;
         row(
             f,
             "to down / from crashed / refused / limited",
-            format!("{} / {} / {} / {}", fa.to_down, fa.from_crashed, fa.refused, fa.rate_limited),
+            format!(
+                "{} / {} / {} / {}",
+                fa.to_down, fa.from_crashed, fa.refused, fa.rate_limited
+            ),
         )?;
-        row(f, "adds (count / units)", format!("{} / {}", g.adds.0, g.adds.1))?;
-        row(f, "units lost uncommitted / vanished", format!("{} / {}", g.lost_uncommitted, g.vanished))?;
+        row(
+            f,
+            "adds (count / units)",
+            format!("{} / {}", g.adds.0, g.adds.1),
+        )?;
+        row(
+            f,
+            "units lost uncommitted / vanished",
+            format!("{} / {}", g.lost_uncommitted, g.vanished),
+        )?;
         row(f, "budget violations", g.budget_violations.to_string())?;
         let (a, c, e) = g.state;
-        row(f, "state per node (actors/counters/entries)", format!("{a:.0} / {c:.0} / {e:.0}"))?;
+        row(
+            f,
+            "state per node (actors/counters/entries)",
+            format!("{a:.0} / {c:.0} / {e:.0}"),
+        )?;
         row(f, "events", g.events.to_string())?;
-        row(f, "wall time", format!("{:.1} s", self.perf.wall_s))?;
-        row(f, "peak RSS", self.perf.peak_rss.map_or("-".to_owned(), |b| format!("{} MiB", b >> 20)))?;
+        let p = &self.perf;
+        let cpu = p
+            .cpu_s
+            .map_or(String::new(), |c| format!(" (CPU {c:.1} s)"));
+        row(f, "wall time", format!("{:.1} s{cpu}", p.wall_s))?;
+        if let (Some(w), c) = (p.wall_at_duration_s, p.cpu_at_duration_s) {
+            let cpu = c.map_or(String::new(), |c| format!(" (CPU {c:.1} s)"));
+            row(
+                f,
+                "wall time to simulate the duration",
+                format!("{w:.1} s{cpu}"),
+            )?;
+        }
+        row(
+            f,
+            "peak RSS",
+            self.perf
+                .peak_rss
+                .map_or("-".to_owned(), |b| format!("{} MiB", b >> 20)),
+        )?;
         for failure in &self.failures {
             writeln!(f, "  CHECK FAILED: {failure}")?;
         }

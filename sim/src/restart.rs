@@ -194,10 +194,8 @@ pub fn restart(
             }
         }
         (RestartKind::WipedReusingActor, _) => {
-            let store =
-                Store::new(old_actor, rng.next_u64()).with_persistence(params.persistence);
-            let disk =
-                (params.persistence == Persistence::Required).then(|| Disk::new(old_actor));
+            let store = Store::new(old_actor, rng.next_u64()).with_persistence(params.persistence);
+            let disk = (params.persistence == Persistence::Required).then(|| Disk::new(old_actor));
             Started {
                 node: node(params, store, rng),
                 actor: old_actor,

@@ -534,7 +534,10 @@ pub fn millis(field: &str, ms: f64) -> Result<u64, ScenarioError> {
 
 fn probability(field: &str, p: f64) -> Result<f64, ScenarioError> {
     if !(0.0..=1.0).contains(&p) {
-        return Err(invalid(field, format!("{p} is not a probability in [0, 1]")));
+        return Err(invalid(
+            field,
+            format!("{p} is not a probability in [0, 1]"),
+        ));
     }
     Ok(p)
 }
@@ -597,7 +600,10 @@ impl Scenario {
             None => duration / 3 * 2,
         };
         if adds_stop > duration {
-            return Err(invalid("workload.stop_s", "must not be after run.duration_s"));
+            return Err(invalid(
+                "workload.stop_s",
+                "must not be after run.duration_s",
+            ));
         }
         let mut scenario = Scenario {
             name,
@@ -622,10 +628,16 @@ impl Scenario {
     fn validate_protocol(&self) -> Result<(), ScenarioError> {
         let p = &self.file.protocol;
         if millis("protocol.gossip_interval_ms", p.gossip_interval_ms)? < 1_000_000 {
-            return Err(invalid("protocol.gossip_interval_ms", "must be at least 1 ms"));
+            return Err(invalid(
+                "protocol.gossip_interval_ms",
+                "must be at least 1 ms",
+            ));
         }
         if millis("protocol.commit_interval_ms", p.commit_interval_ms)? < 1_000_000 {
-            return Err(invalid("protocol.commit_interval_ms", "must be at least 1 ms"));
+            return Err(invalid(
+                "protocol.commit_interval_ms",
+                "must be at least 1 ms",
+            ));
         }
         if p.fanout == 0 {
             return Err(invalid("protocol.fanout", "must be at least 1"));
@@ -717,7 +729,10 @@ impl Scenario {
         let w = &self.file.workload;
         probability("workload.writers", w.writers)?;
         if !(0.0..=1e6).contains(&w.adds_per_writer_per_s) {
-            return Err(invalid("workload.adds_per_writer_per_s", "must be in [0, 1e6]"));
+            return Err(invalid(
+                "workload.adds_per_writer_per_s",
+                "must be in [0, 1e6]",
+            ));
         }
         if w.amount_max == 0 {
             return Err(invalid("workload.amount_max", "must be at least 1"));

@@ -65,14 +65,20 @@ fn figure(
         return (None, Some("the scenario was not run".to_owned()));
     };
     if let Some(why) = &report.incomplete {
-        return (None, Some(format!("{} did not finish: {why}", report.scenario)));
+        return (
+            None,
+            Some(format!("{} did not finish: {why}", report.scenario)),
+        );
     }
     if !report.failures.is_empty() {
         return (None, Some(format!("{} failed its checks", report.scenario)));
     }
     match get(report) {
         Some(v) => (Some(v), None),
-        None => (None, Some(format!("{} measured no {what}", report.scenario))),
+        None => (
+            None,
+            Some(format!("{} measured no {what}", report.scenario)),
+        ),
     }
 }
 
@@ -92,8 +98,14 @@ pub fn lines(reports: &[Report]) -> Vec<Line> {
     };
     push("sim_p99_rounds_1k", figure(r1k, "probe", p99));
     push("sim_p99_rounds_10k", figure(r10k, "probe", p99));
-    push("sim_idle_bytes_per_node_s_10k", figure(r10k, "idle window", idle));
-    let ratio = match (figure(r10k, "idle window", idle), figure(r100, "idle window", idle)) {
+    push(
+        "sim_idle_bytes_per_node_s_10k",
+        figure(r10k, "idle window", idle),
+    );
+    let ratio = match (
+        figure(r10k, "idle window", idle),
+        figure(r100, "idle window", idle),
+    ) {
         ((Some(a), _), (Some(b), _)) if b > 0.0 => (Some(a / b), None),
         ((_, Some(why)), _) | (_, (_, Some(why))) => (None, Some(why)),
         _ => (None, Some("the 100-node idle figure is zero".to_owned())),

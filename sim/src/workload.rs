@@ -70,7 +70,9 @@ impl World {
     /// Probe `k`: adds 1 to its own counter at a random running node.
     pub(crate) fn probe(&mut self, k: u32) {
         let p = self.scenario.file.probes.clone();
-        let stop = p.stop_s.map_or(self.scenario.adds_stop, crate::lifecycle::secs);
+        let stop = p
+            .stop_s
+            .map_or(self.scenario.adds_stop, crate::lifecycle::secs);
         if self.now >= stop {
             return;
         }
@@ -99,10 +101,7 @@ impl World {
     /// Sabotage: an add at `node` that the oracle never hears of.
     pub(crate) fn unrecorded_add(&mut self, node: usize) {
         if let Some(n) = self.hosts[node].node.as_mut() {
-            n.store_mut()
-                .counter("c0")
-                .expect("valid name")
-                .add(1);
+            n.store_mut().counter("c0").expect("valid name").add(1);
         }
     }
 }

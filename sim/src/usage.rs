@@ -1,4 +1,7 @@
-//! Resident memory of this process, from `/proc/self/status` (Linux; `None` elsewhere).
+//! What this process uses: resident memory (`/proc/self/status`) and CPU time of the
+//! main thread (`/proc/self/schedstat`), on Linux; `None` elsewhere. CPU time is
+//! reported beside wall time because the machine is shared: wall time includes waiting
+//! for a core, CPU time does not.
 
 /// `(current, peak)` resident set size in bytes.
 pub fn rss() -> Option<(u64, u64)> {
@@ -16,6 +19,14 @@ pub fn rss() -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time of the calling thread's task group leader (the simulator's only thread), in
+/// seconds.
+pub fn cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -23,6 +34,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             let (now, peak) = super::rss().expect("/proc/self/status is readable");
             assert!(now > 0 && peak >= now);
+            assert!(super::cpu_s().is_some_and(|s| s > 0.0));
         }
     }
 }
