@@ -134,6 +134,9 @@ pub(crate) struct World {
     pub(crate) failures: Vec<Failure>,
     pub(crate) stream_budget_check: usize,
     pub(crate) watch: crate::observe::Watch,
+    /// Wall time spent inside `Node::handle_message` and `Node::handle_timeout` (and
+    /// commits), to show how much of a run is the protocol and how much the simulator.
+    pub(crate) protocol_time: Duration,
     pub(crate) progress: crate::progress::Progress,
 }
 
@@ -186,6 +189,7 @@ impl World {
             failures: Vec::new(),
             stream_budget_check,
             watch: crate::observe::Watch::new(scenario),
+            protocol_time: Duration::ZERO,
             progress: crate::progress::Progress::new(scenario, options),
             config,
             scenario: scenario.clone(),
@@ -263,7 +267,10 @@ impl World {
             return;
         };
         self.metrics.fates.delivered += 1;
-        match node.handle_message(address(from), m.channel, &m.payload, now) {
+        let clock = Instant::now();
+        let result = node.handle_message(address(from), m.channel, &m.payload, now);
+        self.protocol_time += clock.elapsed();
+        match result {
             Ok(()) => {}
             Err(HandleError::RateLimited(_)) => self.metrics.fates.rate_limited += 1,
             Err(_) => self.metrics.fates.refused += 1,
@@ -285,6 +292,7 @@ impl World {
             self.timers.set(i, None);
             return;
         };
+        let clock = Instant::now();
         if let Some(disk) = host.disk.as_mut() {
             if self.now >= host.next_commit {
                 crate::restart::commit(node, disk, &mut self.names);
@@ -293,6 +301,7 @@ impl World {
             }
         }
         node.handle_timeout(now);
+        self.protocol_time += clock.elapsed();
         self.drain(i);
     }
 

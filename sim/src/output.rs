@@ -88,6 +88,10 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
         ("wall_s", format!("{:.3}", report.perf.wall_s)),
         ("wall_at_duration_s", num(report.perf.wall_at_duration_s)),
         ("cpu_s", num(report.perf.cpu_s)),
+        (
+            "protocol_share",
+            format!("{:.4}", report.perf.protocol_share),
+        ),
         ("cpu_at_duration_s", num(report.perf.cpu_at_duration_s)),
         (
             "peak_rss_bytes",

@@ -105,6 +105,9 @@ pub struct Perf {
     pub cpu_s: Option<f64>,
     /// CPU seconds until virtual time reached the scenario's duration.
     pub cpu_at_duration_s: Option<f64>,
+    /// Share of the wall time spent inside the nodes' `handle_message` and
+    /// `handle_timeout` (the protocol); the rest is the simulator and its checks.
+    pub protocol_share: f64,
     /// Peak resident set size of the process, bytes.
     pub peak_rss: Option<u64>,
 }
@@ -199,6 +202,7 @@ impl World {
             fingerprint,
         };
         let peak = crate::usage::rss().map(|(_, peak)| peak);
+        let wall = started.elapsed();
         Report {
             scenario: self.scenario.name.clone(),
             seed: self.seed,
@@ -206,7 +210,8 @@ impl World {
             incomplete,
             failures: std::mem::take(&mut self.failures),
             perf: Perf {
-                wall_s: started.elapsed().as_secs_f64(),
+                wall_s: wall.as_secs_f64(),
+                protocol_share: self.protocol_time.as_secs_f64() / wall.as_secs_f64().max(1e-9),
                 wall_at_duration_s: self.progress.wall_at_duration,
                 cpu_s: self.progress.cpu_s(),
                 cpu_at_duration_s: self.progress.cpu_at_duration,
@@ -377,6 +382,11 @@ impl fmt::Display for Report {
             .cpu_s
             .map_or(String::new(), |c| format!(" (CPU {c:.1} s)"));
         row(f, "wall time", format!("{:.1} s{cpu}", p.wall_s))?;
+        row(
+            f,
+            "share of wall time inside the nodes",
+            format!("{:.1}%", p.protocol_share * 100.0),
+        )?;
         if let (Some(w), c) = (p.wall_at_duration_s, p.cpu_at_duration_s) {
             let cpu = c.map_or(String::new(), |c| format!(" (CPU {c:.1} s)"));
             row(
