@@ -293,12 +293,12 @@ impl World {
             return;
         };
         let clock = Instant::now();
-        if let Some(disk) = host.disk.as_mut() {
-            if self.now >= host.next_commit {
-                crate::restart::commit(node, disk, &mut self.names);
-                self.oracle.commit(host.record);
-                host.next_commit = self.now + commit_interval;
-            }
+        if let Some(disk) = host.disk.as_mut()
+            && self.now >= host.next_commit
+        {
+            crate::restart::commit(node, disk, &mut self.names);
+            self.oracle.commit(host.record);
+            host.next_commit = self.now + commit_interval;
         }
         node.handle_timeout(now);
         self.protocol_time += clock.elapsed();

@@ -168,11 +168,11 @@ impl World {
                 self.schedule(at + every * k as u64, Control::Crash { nodes, restart });
             }
         }
-        if let Some(c) = &s.file.churn {
-            if c.rate_per_s > 0.0 {
-                let first = secs(c.start_s) + self.churn_gap(c.rate_per_s);
-                self.schedule(first, Control::Churn);
-            }
+        if let Some(c) = &s.file.churn
+            && c.rate_per_s > 0.0
+        {
+            let first = secs(c.start_s) + self.churn_gap(c.rate_per_s);
+            self.schedule(first, Control::Churn);
         }
     }
 

@@ -67,7 +67,7 @@ fn options(args: &Args) -> anyhow::Result<RunOptions> {
     Ok(RunOptions {
         seed: args.seed,
         wall_budget,
-        rss_budget: (args.rss_budget_mb > 0).then(|| args.rss_budget_mb << 20),
+        rss_budget: (args.rss_budget_mb > 0).then_some(args.rss_budget_mb << 20),
         progress: !args.no_progress,
     })
 }

@@ -10,9 +10,12 @@
 //!   lifecycle change is done. A node is exact when it reads the oracle's expected
 //!   value for every counter the run used; the mesh has converged when every running
 //!   node is exact (a full pass confirms the incremental one).
-//! * *Idle window*: starts at the first poll at which the mesh has converged and has a
-//!   full view, lasts `idle_window_s`; its figure is the bytes sent in it per running
-//!   node per second.
+//! * *Idle window*: starts at the first poll at which the mesh has converged (polls
+//!   start only once adds have stopped and the last lifecycle change is done, so no node
+//!   joins or leaves during the window), lasts `idle_window_s`; its figure is the bytes
+//!   sent in it per running node per second. SWIM may still be refuting false
+//!   suspicions in a large mesh, so a full view everywhere is not required; the fraction
+//!   of nodes with one at the window's start is reported with it.
 
 use crate::engine::World;
 use crate::lifecycle::Control;
@@ -28,6 +31,8 @@ pub struct Idle {
     pub window_s: f64,
     /// Running nodes during the window.
     pub live: usize,
+    /// Fraction of them with a full view when the window started.
+    pub full: f64,
     /// Traffic sent in the window.
     pub traffic: Traffic,
 }
@@ -59,7 +64,7 @@ pub(crate) struct Watch {
     unconverged: Vec<usize>,
     pub(crate) converged_at: Option<u64>,
     pub(crate) vanished: i128,
-    idle_start: Option<(u64, Traffic, usize)>,
+    idle_start: Option<(u64, Traffic, usize, f64)>,
     pub(crate) idle: Option<Idle>,
     fatal: bool,
 }
@@ -136,21 +141,20 @@ impl World {
             self.check_convergence();
         }
         let live = self.live.len();
-        if self.watch.converged_at.is_some()
-            && self.watch.idle_start.is_none()
-            && self.metrics.membership.full(live) == live
-        {
-            self.watch.idle_start = Some((self.now, self.metrics.traffic, live));
+        if self.watch.converged_at.is_some() && self.watch.idle_start.is_none() {
+            let full = self.metrics.membership.full(live) as f64 / live.max(1) as f64;
+            self.watch.idle_start = Some((self.now, self.metrics.traffic, live, full));
         }
-        if let (Some((start, traffic, live)), None) = (self.watch.idle_start, self.watch.idle) {
-            if self.now >= start + self.scenario.idle_window {
-                let window_s = (self.now - start) as f64 / 1e9;
-                self.watch.idle = Some(Idle {
-                    window_s,
-                    live,
-                    traffic: self.metrics.traffic.since(&traffic),
-                });
-            }
+        if let (Some((start, traffic, live, full)), None) = (self.watch.idle_start, self.watch.idle)
+            && self.now >= start + self.scenario.idle_window
+        {
+            let window_s = (self.now - start) as f64 / 1e9;
+            self.watch.idle = Some(Idle {
+                window_s,
+                live,
+                full,
+                traffic: self.metrics.traffic.since(&traffic),
+            });
         }
         let s = &self.scenario;
         let settled =

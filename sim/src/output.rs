@@ -79,6 +79,7 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
             "idle_bytes_per_node_s",
             num(g.idle.map(|i| i.bytes_per_node_s())),
         ),
+        ("idle_full_view_fraction", num(g.idle.map(|i| i.full))),
         ("bytes_sent", g.traffic.total_bytes().to_string()),
         ("messages_sent", g.traffic.total_messages().to_string()),
         ("budget_violations", g.budget_violations.to_string()),

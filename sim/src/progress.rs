@@ -83,18 +83,18 @@ impl Progress {
 
     /// Whether a budget is exhausted; checked every [`CHECK_EVERY`] events.
     pub(crate) fn over_budget(&mut self, events: u64, now: u64) -> Option<String> {
-        if events % CHECK_EVERY != 0 {
+        if !events.is_multiple_of(CHECK_EVERY) {
             return None;
         }
         self.now = now;
         let virtual_s = self.now as f64 / 1e9;
-        if let Some(budget) = self.wall_budget {
-            if self.started.elapsed() > budget {
-                return Some(format!(
-                    "wall-clock budget of {:.0} s exhausted at {virtual_s:.1} s of virtual time",
-                    budget.as_secs_f64()
-                ));
-            }
+        if let Some(budget) = self.wall_budget
+            && self.started.elapsed() > budget
+        {
+            return Some(format!(
+                "wall-clock budget of {:.0} s exhausted at {virtual_s:.1} s of virtual time",
+                budget.as_secs_f64()
+            ));
         }
         if let (Some(limit), Some((rss, peak))) = (self.rss_budget, crate::usage::rss()) {
             self.peak_rss = Some(self.peak_rss.unwrap_or(0).max(peak));
@@ -120,11 +120,14 @@ impl Progress {
         if let Some((_, peak)) = rss {
             self.peak_rss = Some(self.peak_rss.unwrap_or(0).max(peak));
         }
-        #[allow(clippy::print_stderr)]
         let wall = self.wall_s();
-        if let Some((name, every, next)) = &mut self.lines {
-            if now >= *next {
-                *next = now + *every;
+        if let Some((name, every, next)) = &mut self.lines
+            && now >= *next
+        {
+            *next = now + *every;
+            // The plain progress line is this binary's output on stderr by design.
+            #[allow(clippy::print_stderr)]
+            {
                 eprintln!(
                     "{name}: {:.0}/{:.0} s virtual, {} nodes, {:.0}% full view, {:.0} B/s/node, RSS {} MiB, wall {:.0} s",
                     now as f64 / 1e9,

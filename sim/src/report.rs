@@ -321,13 +321,14 @@ impl fmt::Display for Report {
         )?;
         let idle = g.idle.map(|i| {
             format!(
-                "{}/s (swim {}, sync {}, delta {}) over {:.0} s, {} nodes",
+                "{}/s (swim {}, sync {}, delta {}) over {:.0} s, {} nodes, {:.1}% with a full view",
                 bytes(i.bytes_per_node_s()),
                 bytes(i.kind_per_node_s(0)),
                 bytes(i.kind_per_node_s(1)),
                 bytes(i.kind_per_node_s(2)),
                 i.window_s,
-                i.live
+                i.live,
+                i.full * 100.0
             )
         });
         row(

@@ -69,8 +69,8 @@ impl Disk {
 
     /// What the runtime would load from this directory, in a deterministic order.
     fn restored<'a>(&self, names: &'a Names) -> Restored<'a> {
-        let mut entries: Vec<(&(u32, ActorId), &(u64, u64, u64))> = self.entries.iter().collect();
-        entries.sort_unstable_by_key(|(key, _)| **key);
+        let mut entries: Vec<_> = self.entries.iter().collect();
+        entries.sort_unstable_by_key(|&(&key, _)| key);
         let mut watermarks: Vec<(ActorId, u64)> =
             self.watermarks.iter().map(|(&a, &w)| (a, w)).collect();
         watermarks.sort_unstable();

@@ -549,10 +549,10 @@ impl Scenario {
             path: path.display().to_string(),
             source,
         })?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "scenario".to_owned());
+        let stem = path.file_stem().map_or_else(
+            || "scenario".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         Self::parse(&text, &stem)
     }
 
@@ -751,10 +751,10 @@ impl Scenario {
         if let Some(s) = p.start_s {
             secs("probes.start_s", s)?;
         }
-        if let Some(s) = p.stop_s {
-            if secs("probes.stop_s", s)? > self.duration {
-                return Err(invalid("probes.stop_s", "must not be after run.duration_s"));
-            }
+        if let Some(s) = p.stop_s
+            && secs("probes.stop_s", s)? > self.duration
+        {
+            return Err(invalid("probes.stop_s", "must not be after run.duration_s"));
         }
         secs("probes.timeout_s", p.timeout_s)?;
         Ok(())
@@ -853,10 +853,10 @@ impl Scenario {
 
     fn window(&self, field: &str, at_s: f64, until_s: Option<f64>) -> Result<(), ScenarioError> {
         let at = secs(&format!("{field}.at_s"), at_s)?;
-        if let Some(until) = until_s {
-            if secs(&format!("{field}.until_s"), until)? < at {
-                return Err(invalid(field, "ends before it starts"));
-            }
+        if let Some(until) = until_s
+            && secs(&format!("{field}.until_s"), until)? < at
+        {
+            return Err(invalid(field, "ends before it starts"));
         }
         Ok(())
     }
