@@ -147,6 +147,15 @@ impl Oracle {
         (self.adds, self.added)
     }
 
+    /// Distinct actors that ever added or ran (one per fresh start; a restart that keeps
+    /// its actor does not count again).
+    pub fn actors(&self) -> usize {
+        let mut actors: Vec<ActorId> = self.records.iter().map(|r| r.actor).collect();
+        actors.sort_unstable();
+        actors.dedup();
+        actors.len()
+    }
+
     /// Units lost because a durable process crashed before committing them.
     pub fn lost_uncommitted(&self) -> i128 {
         self.lost_uncommitted

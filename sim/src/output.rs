@@ -67,6 +67,7 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
         ("passed", report.passed().to_string()),
         ("nodes", g.nodes.to_string()),
         ("live_end", g.live_end.to_string()),
+        ("actors", g.actors.to_string()),
         ("virtual_s", format!("{}", g.virtual_s)),
         ("p50_rounds", num(g.p50_rounds)),
         ("p99_rounds", num(g.p99_rounds)),

@@ -60,6 +60,8 @@ pub struct Figures {
     pub nodes: usize,
     /// Running nodes at the end.
     pub live_end: usize,
+    /// Distinct actors the processes ran as (a durable restart keeps its actor).
+    pub actors: usize,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
     /// Events processed.
@@ -176,6 +178,7 @@ impl World {
         let figures = Figures {
             nodes: self.hosts.iter().filter(|h| h.record != usize::MAX).count(),
             live_end: self.live.len(),
+            actors: self.oracle.actors(),
             virtual_s: self.now as f64 / 1e9,
             events: self.metrics.events,
             probes: (
@@ -285,8 +288,8 @@ impl fmt::Display for Report {
         row(f, "result", status)?;
         row(
             f,
-            "nodes (slots used / running at end)",
-            format!("{} / {}", g.nodes, g.live_end),
+            "nodes (slots used / running at end / actors)",
+            format!("{} / {} / {}", g.nodes, g.live_end, g.actors),
         )?;
         row(
             f,

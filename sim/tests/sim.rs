@@ -209,6 +209,8 @@ durable = false
     assert!(durable.figures.fates.from_crashed + durable.figures.fates.to_down > 0);
     assert_eq!(durable.figures.live_end, 30);
     // Ten restarted processes: five kept their actor, five got new ones.
+    assert_eq!(durable.figures.actors, 35);
+    assert!(durable.figures.lost_uncommitted >= 0);
     let in_memory = run_seed(
         &scenario(
             r#"
@@ -225,7 +227,9 @@ nodes = "25..30"
     );
     assert_passed(&in_memory);
     assert_eq!(in_memory.figures.live_end, 25);
-    assert!(in_memory.figures.nodes == 30);
+    assert_eq!(in_memory.figures.nodes, 30);
+    // In-memory restarts always start a fresh actor.
+    assert_eq!(in_memory.figures.actors, 34);
 }
 
 #[test]
