@@ -134,6 +134,46 @@ impl World {
         true
     }
 
+    /// At the end of a run: running nodes without a full view, `(node, member)` pairs
+    /// missing, and the running node missing from the most member lists (with how
+    /// many). O(N · members); called once.
+    pub(crate) fn membership_gaps(&self) -> (usize, usize, Option<(usize, usize)>) {
+        let mut missing_at = vec![0usize; self.hosts.len()];
+        let (mut nodes, mut pairs) = (0, 0);
+        let live = self.live.sorted();
+        for &i in &live {
+            let Some(node) = self.hosts[i].node.as_ref() else {
+                continue;
+            };
+            let mut known = BitSet::new(self.hosts.len());
+            for member in node.members() {
+                if let Some(j) = index_of(member.addr())
+                    && self
+                        .hosts
+                        .get(j)
+                        .and_then(|h| h.node.as_ref())
+                        .is_some_and(|n| n.id() == member)
+                {
+                    known.insert(j);
+                }
+            }
+            let mut gap = false;
+            for &j in &live {
+                if j != i && !known.contains(j) {
+                    missing_at[j] += 1;
+                    pairs += 1;
+                    gap = true;
+                }
+            }
+            nodes += usize::from(gap);
+        }
+        let worst = (0..missing_at.len())
+            .max_by_key(|&j| (missing_at[j], std::cmp::Reverse(j)))
+            .filter(|&j| missing_at[j] > 0)
+            .map(|j| (j, missing_at[j]));
+        (nodes, pairs, worst)
+    }
+
     /// A convergence poll; returns true when the run is over.
     pub(crate) fn poll(&mut self) -> bool {
         self.watch.polling = true;
@@ -159,6 +199,9 @@ impl World {
         let s = &self.scenario;
         let settled =
             self.watch.converged_at.is_some() && (self.watch.idle.is_some() || s.idle_window == 0);
+        // A run also waits (within `settle_max`) for the first full view everywhere, so
+        // that the full-membership time is measured whenever the protocol gets there.
+        let settled = settled && self.watch.membership_full_at.is_some();
         let done = self.watch.fatal
             || (self.now >= s.duration && settled)
             || self.now >= s.duration + s.settle_max;

@@ -76,6 +76,8 @@ pub fn summary_pairs(report: &Report) -> Vec<(&'static str, String)> {
         ("probes_aborted", g.probes.2.to_string()),
         ("membership_full_s", num(g.membership_full_s)),
         ("converged_after_s", num(g.converged_after_s)),
+        ("nodes_without_full_view", g.membership_gaps.0.to_string()),
+        ("missing_member_pairs", g.membership_gaps.1.to_string()),
         (
             "idle_bytes_per_node_s",
             num(g.idle.map(|i| i.bytes_per_node_s())),

@@ -90,6 +90,9 @@ pub struct Figures {
     pub vanished: i128,
     /// Messages over their budget.
     pub budget_violations: u64,
+    /// At the end: running nodes without a full view, missing `(node, member)` pairs,
+    /// and the node missing from the most member lists (and from how many).
+    pub membership_gaps: (usize, usize, Option<(usize, usize)>),
     /// Mean actors, counters and entries per running node at the end.
     pub state: (f64, f64, f64),
     /// FNV-1a hash of every running node's value of every counter at the end.
@@ -201,6 +204,7 @@ impl World {
             lost_uncommitted: self.oracle.lost_uncommitted(),
             vanished: w.vanished,
             budget_violations: self.metrics.budget_violations,
+            membership_gaps: self.membership_gaps(),
             state: self.state_means(),
             fingerprint,
         };
@@ -316,6 +320,15 @@ impl fmt::Display for Report {
             f,
             "full membership time",
             format!("{} s", opt(g.membership_full_s, 2)),
+        )?;
+        let (gap_nodes, gap_pairs, worst) = g.membership_gaps;
+        let worst = worst.map_or(String::new(), |(j, n)| {
+            format!("; node {j} is missing from {n} lists")
+        });
+        row(
+            f,
+            "members missing at the end (nodes / pairs)",
+            format!("{gap_nodes} / {gap_pairs}{worst}"),
         )?;
         row(
             f,
