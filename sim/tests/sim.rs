@@ -233,6 +233,33 @@ nodes = "25..30"
 }
 
 #[test]
+fn a_rolling_durable_restart_keeps_every_actor() {
+    let report = run_seed(
+        &scenario(
+            r#"
+[protocol]
+persistence = "required"
+[[rolling_restart]]
+at_s = 3
+every_s = 0.2
+downtime_s = 1
+"#,
+        ),
+        17,
+    );
+    assert_passed(&report);
+    assert_eq!(report.figures.live_end, 30);
+    assert_eq!(
+        report.figures.actors, 30,
+        "a restart from the data directory keeps its actor"
+    );
+    assert!(
+        report.figures.fates.to_down > 0,
+        "nodes were down while others sent to them"
+    );
+}
+
+#[test]
 fn churn_keeps_the_mesh_exact() {
     let report = run_seed(
         &scenario(
