@@ -1,0 +1,214 @@
+//! [`Oracle`]: the simulator's own account of every add, kept apart from the nodes, and
+//! the exact value every counter must converge to.
+//!
+//! Each process start gets a record. An add is recorded at the record of the process
+//! that made it; a commit (with a data directory) marks everything made so far as
+//! committed. What a record must contribute to the converged value depends on how its
+//! process ended:
+//!
+//! | status | must contribute |
+//! |---|---|
+//! | running | every add it made |
+//! | crashed, restarting with its data directory | its committed adds (later adds were never written: lost by design, counted) |
+//! | retired (its data directory lives on under a newer actor) | its committed adds |
+//! | gone (in-memory crash, wiped restart, leave) | what survived in its peers, which must not exceed what it made |
+//!
+//! Adds are positive, so a gone process's surviving contribution is bounded by what it
+//! made; anything above is counted twice somewhere and fails the run.
+
+use countermesh_core::{ActorId, Store};
+
+use crate::names::Names;
+
+/// How a record's process ended, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The process runs.
+    Running,
+    /// Crashed; will restart with its data directory.
+    DownDurable,
+    /// Its committed state lives on in a restarted process under another actor.
+    Retired,
+    /// Its state survives only where it was gossiped.
+    Gone,
+}
+
+/// One process start.
+#[derive(Debug, Clone)]
+struct Record {
+    actor: ActorId,
+    status: Status,
+    /// `(counter, total added)`, one item per counter touched.
+    made: Vec<(u32, i128)>,
+    /// `(counter, total committed)`.
+    committed: Vec<(u32, i128)>,
+}
+
+/// A contradiction between what was added and what the nodes hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OracleViolation {
+    /// A departed actor's surviving contribution exceeds everything it added.
+    #[error(
+        "actor {actor} added {made} to {counter:?} but the mesh holds {held} for it: counted twice"
+    )]
+    Doubled {
+        /// The actor.
+        actor: ActorId,
+        /// The counter.
+        counter: String,
+        /// What it added.
+        made: i128,
+        /// What a running node holds for it.
+        held: i128,
+    },
+}
+
+/// Every add, by process start.
+#[derive(Debug, Default, Clone)]
+pub struct Oracle {
+    records: Vec<Record>,
+    /// Adds lost because a process with a data directory crashed before committing them.
+    lost_uncommitted: i128,
+    adds: u64,
+    added: i128,
+}
+
+fn bump(list: &mut Vec<(u32, i128)>, counter: u32, amount: i128) {
+    match list.iter_mut().find(|(c, _)| *c == counter) {
+        Some((_, total)) => *total += amount,
+        None => list.push((counter, amount)),
+    }
+}
+
+impl Oracle {
+    /// Registers a started process; returns its record number.
+    pub fn start(&mut self, actor: ActorId) -> usize {
+        self.records.push(Record {
+            actor,
+            status: Status::Running,
+            made: Vec::new(),
+            committed: Vec::new(),
+        });
+        self.records.len() - 1
+    }
+
+    /// Records an add of `amount` to `counter` by process `record`.
+    pub fn add(&mut self, record: usize, counter: u32, amount: i128) {
+        bump(&mut self.records[record].made, counter, amount);
+        self.adds += 1;
+        self.added += amount;
+    }
+
+    /// Everything process `record` made so far is now durable.
+    pub fn commit(&mut self, record: usize) {
+        let r = &mut self.records[record];
+        r.committed.clone_from(&r.made);
+    }
+
+    /// Process `record` crashed; `keeps_committed` if it restarts with its data.
+    pub fn crash(&mut self, record: usize, keeps_committed: bool) {
+        let r = &mut self.records[record];
+        if keeps_committed {
+            let made: i128 = r.made.iter().map(|(_, v)| v).sum();
+            let committed: i128 = r.committed.iter().map(|(_, v)| v).sum();
+            self.lost_uncommitted += made - committed;
+            r.made.clone_from(&r.committed);
+            r.status = Status::DownDurable;
+        } else {
+            r.status = Status::Gone;
+        }
+    }
+
+    /// Process `record` left gracefully: its state survives where it was gossiped.
+    pub fn leave(&mut self, record: usize) {
+        self.records[record].status = Status::Gone;
+    }
+
+    /// A crashed process came back as `actor`. Returns the record now adding: the same
+    /// one if the actor continues, a new one otherwise.
+    pub fn restart(&mut self, record: usize, actor: ActorId) -> usize {
+        let r = &mut self.records[record];
+        match r.status {
+            Status::DownDurable if r.actor == actor => {
+                r.status = Status::Running;
+                record
+            }
+            Status::DownDurable => {
+                r.status = Status::Retired;
+                self.start(actor)
+            }
+            _ => self.start(actor),
+        }
+    }
+
+    /// Adds recorded, and their sum.
+    pub fn totals(&self) -> (u64, i128) {
+        (self.adds, self.added)
+    }
+
+    /// Distinct actors that ever added or ran (one per fresh start; a restart that keeps
+    /// its actor does not count again).
+    pub fn actors(&self) -> usize {
+        let mut actors: Vec<ActorId> = self.records.iter().map(|r| r.actor).collect();
+        actors.sort_unstable();
+        actors.dedup();
+        actors.len()
+    }
+
+    /// Units lost because a durable process crashed before committing them.
+    pub fn lost_uncommitted(&self) -> i128 {
+        self.lost_uncommitted
+    }
+
+    /// The value each counter must converge to, with departed actors' contributions read
+    /// from `reference` (a running node). Also returns the units departed actors added
+    /// that survive nowhere.
+    pub fn expected(
+        &self,
+        names: &Names,
+        reference: &Store,
+    ) -> Result<(Vec<i128>, i128), OracleViolation> {
+        let mut expected = vec![0i128; names.len()];
+        let mut gone_counters: Vec<u32> = Vec::new();
+        for r in &self.records {
+            match r.status {
+                Status::Running => {
+                    r.made.iter().for_each(|&(c, v)| expected[c as usize] += v);
+                }
+                Status::DownDurable | Status::Retired => {
+                    r.committed
+                        .iter()
+                        .for_each(|&(c, v)| expected[c as usize] += v);
+                }
+                Status::Gone => gone_counters.extend(r.made.iter().map(|&(c, _)| c)),
+            }
+        }
+        gone_counters.sort_unstable();
+        gone_counters.dedup();
+        let mut vanished = 0i128;
+        for counter in gone_counters {
+            let name = names.name(counter);
+            let held = reference.contributions(name).unwrap_or_default();
+            for r in self.records.iter().filter(|r| r.status == Status::Gone) {
+                let Some(&(_, made)) = r.made.iter().find(|(c, _)| *c == counter) else {
+                    continue;
+                };
+                let survived = held
+                    .binary_search_by_key(&r.actor, |c| c.actor)
+                    .map_or(0, |i| i128::from(held[i].p) - i128::from(held[i].n));
+                if survived > made {
+                    return Err(OracleViolation::Doubled {
+                        actor: r.actor,
+                        counter: name.to_owned(),
+                        made,
+                        held: survived,
+                    });
+                }
+                vanished += made - survived.max(0);
+                expected[counter as usize] += survived;
+            }
+        }
+        Ok((expected, vanished))
+    }
+}
