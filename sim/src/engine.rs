@@ -11,7 +11,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use countermesh_core::{ActorId, Channel, Config, Counter, HandleError, Node, Persistence};
+use countermesh_core::{ActorId, Channel, Config, Counter, HandleError, Node};
+
+use crate::restart::Persistence;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 

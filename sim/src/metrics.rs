@@ -12,13 +12,13 @@
 
 use countermesh_core::MessageKind;
 
-/// Message and byte totals by kind (`MessageKind` order: swim, sync, delta).
+/// Message and byte totals by kind (`MessageKind` order: swim, sync, delta, prune).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Messages sent, by kind.
-    pub messages: [u64; 3],
+    pub messages: [u64; 4],
     /// Payload bytes sent, by kind.
-    pub bytes: [u64; 3],
+    pub bytes: [u64; 4],
 }
 
 impl Traffic {
@@ -35,7 +35,7 @@ impl Traffic {
     /// `self - earlier`, kind by kind.
     pub fn since(&self, earlier: &Traffic) -> Traffic {
         let mut out = Traffic::default();
-        for k in 0..3 {
+        for k in 0..4 {
             out.messages[k] = self.messages[k] - earlier.messages[k];
             out.bytes[k] = self.bytes[k] - earlier.bytes[k];
         }
@@ -49,6 +49,7 @@ pub fn kind_index(kind: MessageKind) -> usize {
         MessageKind::Swim => 0,
         MessageKind::Sync => 1,
         MessageKind::Delta => 2,
+        MessageKind::Prune => 3,
     }
 }
 

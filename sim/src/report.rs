@@ -355,8 +355,11 @@ impl fmt::Display for Report {
         let t = &g.traffic;
         row(
             f,
-            "messages sent (swim / sync / delta)",
-            format!("{} / {} / {}", t.messages[0], t.messages[1], t.messages[2]),
+            "messages sent (swim / sync / delta / prune)",
+            format!(
+                "{} / {} / {} / {}",
+                t.messages[0], t.messages[1], t.messages[2], t.messages[3]
+            ),
         )?;
         row(f, "bytes sent", bytes(t.total_bytes() as f64))?;
         let fa = &g.fates;

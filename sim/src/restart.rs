@@ -8,22 +8,34 @@
 //! restart that keeps the actor as that actor continuing, and one that changes it as a
 //! retired actor (its committed adds must survive) plus a new one.
 //!
-//! Today's model, as `crates/countermesh` implements it:
-//! * In-memory nodes ([`Persistence::None`]) start with a fresh random actor and an
-//!   empty store; a crash loses everything not yet gossiped.
+//! The model, as `crates/countermesh` implements it:
+//! * Every start of a process uses a fresh random actor.
+//! * In-memory nodes ([`Persistence::None`]) start with an empty store; a crash loses
+//!   everything not yet gossiped.
 //! * Nodes with a data directory ([`Persistence::Required`]) commit on a timer: fold
-//!   pending adds (`Store::flush`), take what changed (`Store::take_changes`), write it,
-//!   then `Store::mark_durable`. A restart with the directory rebuilds the store with
-//!   `Store::restore` and keeps the actor; adds made after the last commit are lost. A
-//!   restart with a wiped directory is a fresh start with a new actor.
+//!   pending adds (`Store::flush`), take what changed (`Store::take_changes`) and write
+//!   it; gossip does not wait for the commit. A restart with the directory rebuilds the
+//!   store with `Store::restore` under a new actor: the old actor's committed entries
+//!   come back as a peer's, with its committed local version as their watermark; adds
+//!   made after the last commit survive only if a peer received them. A restart with a
+//!   wiped directory is a fresh start with an empty store.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use countermesh_core::{
-    ActorId, Changes, Config, Limits, Node, NodeId, Persistence, Restored, Store, StoredEntry,
+    ActorId, Changes, Config, Limits, Node, NodeId, Restored, Store, StoredEntry,
 };
+
+/// Whether a node keeps a data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// No data directory: state lives in memory.
+    None,
+    /// A data directory written by a group committer.
+    Required,
+}
 use rand::Rng;
 use rand::rngs::SmallRng;
 
@@ -49,6 +61,17 @@ impl Disk {
         }
     }
 
+    /// A new process takes over the directory: the previous incarnation's committed
+    /// local version becomes its watermark, as the runtime's storage does at start.
+    fn begin(&mut self, actor: ActorId) {
+        let previous = std::mem::replace(&mut self.actor, actor);
+        if self.local_version > 0 {
+            let held = self.watermarks.entry(previous).or_insert(0);
+            *held = (*held).max(self.local_version);
+        }
+        self.local_version = 0;
+    }
+
     /// Writes one commit batch, as the runtime's single redb transaction does.
     fn write(&mut self, changes: &Changes, names: &mut Names) {
         for entry in &changes.entries {
@@ -63,6 +86,14 @@ impl Disk {
         for &(actor, watermark) in &changes.watermarks {
             let held = self.watermarks.entry(actor).or_insert(0);
             *held = (*held).max(watermark);
+        }
+        // Pruned actors' entries and watermarks are deleted after the writes.
+        for (name, actor) in &changes.removed {
+            let key = (names.intern(name), *actor);
+            self.entries.remove(&key);
+        }
+        for actor in &changes.retired {
+            self.watermarks.remove(actor);
         }
         self.local_version = self.local_version.max(changes.local_version);
     }
@@ -159,8 +190,9 @@ fn node(params: &BootParams<'_>, store: Store, rng: &mut SmallRng) -> Node {
 /// directory.
 pub fn boot(params: &BootParams<'_>, rng: &mut SmallRng) -> Started {
     let actor = ActorId::random(rng);
-    let store = Store::new(actor, rng.next_u64()).with_persistence(params.persistence);
-    let disk = (params.persistence == Persistence::Required).then(|| Disk::new(actor));
+    let durable = params.persistence == Persistence::Required;
+    let store = Store::new(actor, rng.next_u64()).with_change_tracking(durable);
+    let disk = durable.then(|| Disk::new(actor));
     Started {
         node: node(params, store, rng),
         actor,
@@ -178,23 +210,22 @@ pub fn restart(
     rng: &mut SmallRng,
 ) -> Started {
     match (kind, disk) {
-        (RestartKind::Durable, Some(disk)) => {
+        (RestartKind::Durable, Some(mut disk)) => {
+            let actor = ActorId::random(rng);
             let restored = disk.restored(names);
-            let store = Store::restore(
-                &restored,
-                rng.next_u64(),
-                Persistence::Required,
-                Limits::default(),
-            )
-            .expect("a disk written from take_changes always restores");
+            let store = Store::restore(&restored, actor, rng.next_u64(), Limits::default())
+                .expect("a disk written from take_changes always restores")
+                .with_change_tracking(true);
+            disk.begin(actor);
             Started {
                 node: node(params, store, rng),
-                actor: disk.actor,
+                actor,
                 disk: Some(disk),
             }
         }
         (RestartKind::WipedReusingActor, _) => {
-            let store = Store::new(old_actor, rng.next_u64()).with_persistence(params.persistence);
+            let durable = params.persistence == Persistence::Required;
+            let store = Store::new(old_actor, rng.next_u64()).with_change_tracking(durable);
             let disk = (params.persistence == Persistence::Required).then(|| Disk::new(old_actor));
             Started {
                 node: node(params, store, rng),
@@ -208,15 +239,14 @@ pub fn restart(
     }
 }
 
-/// What the runtime's group committer does: fold, take the changes, write them in one
-/// transaction, then let the node gossip those versions.
+/// What the runtime's group committer does: fold, take the changes and write them in
+/// one transaction (gossip never waits for it).
 pub fn commit(node: &mut Node, disk: &mut Disk, names: &mut Names) {
     let store = node.store_mut();
     // Saturation (2^64 units from one node) cannot happen with the simulator's amounts.
     store.flush();
     let changes = store.take_changes();
     disk.write(&changes, names);
-    store.mark_durable(changes.local_version);
 }
 
 /// Whether a crash followed by a restart of `kind` keeps the committed adds of the
