@@ -63,7 +63,7 @@ fn exchange(a: &mut Store, b: &mut Store, budget: usize) -> Cost {
 fn wide_store(me: u64, actors: u64) -> Store {
     let mut store = Store::new(ActorId::from_u64(me), me);
     for a in 1..=actors {
-        let actor = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let actor = (a.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1) & (u64::MAX >> 1);
         store
             .apply_delta(&Delta {
                 runs: vec![Run {
@@ -133,7 +133,7 @@ fn history() -> impl Strategy<Value = History> {
         prop::collection::vec((0u8..5, 1u64..1000), 1..12),
     )
         .prop_map(|(actor, changes)| History {
-            actor: actor | 1,
+            actor: (actor | 1) & (u64::MAX >> 1),
             changes,
         })
 }

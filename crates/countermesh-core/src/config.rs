@@ -241,6 +241,10 @@ pub enum ConfigError {
     /// The SWIM settings are inconsistent.
     #[error("invalid SWIM settings: {0}")]
     Swim(&'static str),
+    /// The node's actor has the top bit set, which marks sinks (use
+    /// [`ActorId::random`](crate::ActorId::random)).
+    #[error("actor {0} is a sink id (top bit set) and cannot be a node's actor")]
+    SinkActor(crate::ActorId),
     /// The node identity's actor is not the store's actor.
     #[error("node identity carries actor {identity} but the store belongs to {store}")]
     ActorMismatch {

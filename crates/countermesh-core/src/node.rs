@@ -279,6 +279,9 @@ impl Node {
         now: Instant,
     ) -> Result<Self, ConfigError> {
         let validated = config.validate()?;
+        if id.actor().is_sink() {
+            return Err(ConfigError::SinkActor(id.actor()));
+        }
         if id.actor() != store.actor_id() {
             return Err(ConfigError::ActorMismatch {
                 identity: id.actor(),

@@ -352,15 +352,10 @@ fn unspecified_like(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A fresh actor id. Random 64 bits: two nodes picking the same one is as unlikely as a
-/// 64-bit collision, and zero is avoided because seeds use it as a placeholder.
+/// A fresh node actor id: 63 random bits (the top bit marks sinks, see
+/// `ActorId::is_sink`), never zero.
 fn new_actor(rng: &mut impl Rng) -> ActorId {
-    loop {
-        let id = rng.next_u64();
-        if id != 0 {
-            return ActorId::from_u64(id);
-        }
-    }
+    ActorId::random(rng)
 }
 
 /// QUIC settings shared by both directions of every connection.
