@@ -95,6 +95,29 @@ pub enum Part {
         /// `(actor, version held)`, strictly ascending by actor.
         versions: Vec<(ActorId, u64)>,
     },
+    /// Membership, like [`Part::Summary`]: "the active members I know whose key (see
+    /// `members.rs`) lies in `range` number `count` and hash to `hash`".
+    MemberSummary {
+        /// The range of member keys described.
+        range: ActorRange,
+        /// Members in it.
+        count: u32,
+        /// Wrapping sum of their keys' hashes.
+        hash: u64,
+    },
+    /// "These are all the active members I know in `range`", ascending by key. Answered
+    /// with [`Part::MemberNews`] for the members the receiver knows and the list lacks.
+    MemberList {
+        /// The range of member keys described.
+        range: ActorRange,
+        /// The members, ascending by key, all in the range.
+        ids: Vec<crate::NodeId>,
+    },
+    /// "Members you did not list": handed to SWIM as alive, never answered.
+    MemberNews {
+        /// The members.
+        ids: Vec<crate::NodeId>,
+    },
 }
 
 /// One message of an anti-entropy exchange.
@@ -142,6 +165,9 @@ pub enum SyncRequestError {
     /// A listed actor lies outside the part's range.
     #[error("sync request lists actor {0} outside its range")]
     OutOfRange(ActorId),
+    /// A listed member's key lies outside the part's range.
+    #[error("sync request lists a member outside its range")]
+    MemberOutOfRange,
     /// A version is above [`MAX_VERSION`].
     #[error("sync request carries version {0}, above the maximum")]
     VersionTooLarge(u64),
@@ -158,10 +184,22 @@ impl SyncRequest {
         }
         for part in &self.parts {
             let (range, versions) = match part {
-                Part::Summary { range, .. } => {
+                Part::Summary { range, .. } | Part::MemberSummary { range, .. } => {
                     range.check()?;
                     continue;
                 }
+                Part::MemberList { range, ids } => {
+                    range.check()?;
+                    let keys: Vec<u64> = ids.iter().map(crate::members::member_key).collect();
+                    if keys.windows(2).any(|w| w[0] >= w[1]) {
+                        return Err(SyncRequestError::Unsorted);
+                    }
+                    if keys.iter().any(|&k| !range.contains(ActorId::from_u64(k))) {
+                        return Err(SyncRequestError::MemberOutOfRange);
+                    }
+                    continue;
+                }
+                Part::MemberNews { .. } => continue,
                 Part::Pairs { range, versions } => {
                     range.check()?;
                     (Some(range), versions)
@@ -263,6 +301,8 @@ impl Store {
                         }
                     }
                 }
+                // Membership parts are the node's business (see `members.rs`).
+                Part::MemberSummary { .. } | Part::MemberList { .. } | Part::MemberNews { .. } => {}
             }
         }
         if !step.want_back.is_empty() {
@@ -393,7 +433,11 @@ fn part_len_of_want(versions: &[(ActorId, u64)]) -> usize {
 
 /// Packs parts into messages of at most `budget` bytes, splitting long want lists. Every
 /// message announces `own` so the peer answers within it.
-fn pack(parts: Vec<Part>, budget: MessageBudget, own: ExchangeLimits) -> Vec<SyncRequest> {
+pub(crate) fn pack(
+    parts: Vec<Part>,
+    budget: MessageBudget,
+    own: ExchangeLimits,
+) -> Vec<SyncRequest> {
     let limit = budget.get();
     // Room for the envelope, the limits and a part count of the largest possible size.
     let frame = sync_frame_len(own.budget.wire(), own.reply_bytes, limit);
@@ -415,6 +459,21 @@ fn pack(parts: Vec<Part>, budget: MessageBudget, own: ExchangeLimits) -> Vec<Syn
     };
     for part in parts {
         match part {
+            Part::MemberNews { ids }
+                if frame + part_len(&Part::MemberNews { ids: ids.clone() }) > limit =>
+            {
+                // At most 37 bytes a member; the part adds a tag and a count.
+                let per = ((limit - frame - 1 - 9) / 37).max(1);
+                for chunk in ids.chunks(per) {
+                    push(
+                        Part::MemberNews {
+                            ids: chunk.to_vec(),
+                        },
+                        &mut current,
+                        &mut len,
+                    );
+                }
+            }
             Part::Want { versions } if frame + part_len_of_want(&versions) > limit => {
                 // Each chunk holds as many pairs as surely fit an otherwise empty message
                 // (a pair is at most 17 bytes; the part adds a tag and a count).

@@ -44,6 +44,7 @@ mod digest;
 mod event;
 mod identity;
 mod index;
+mod members;
 mod name;
 mod node;
 mod prune;

@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, Timer};
 use rand::rngs::SmallRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 
 use crate::actors::ME;
 use crate::config::{ConfigError, MessageBudget};
+use crate::digest::Part;
+use crate::members::{MemberIndex, Members};
 use crate::pruner::Pruner;
+use crate::summary::ActorRange;
 use crate::swim_codec::SwimCodec;
 use crate::{
     Config, DecodeError, Delta, Event, ExchangeLimits, LimitKind, Message, NodeId, PruneMessage,
@@ -118,6 +121,14 @@ pub enum HandleError {
 /// one exchange per round and takes part in about one other.
 pub const MAX_SYNC_PER_INTERVAL: u32 = 48;
 
+/// A member range holding at most this many members is sent as a list, not a summary.
+const MEMBER_LIST_MAX: u32 = 4;
+
+/// Most members one answer hands over (and one message may make SWIM apply): a node
+/// that knows few members catches up over several exchanges, while SWIM's own gossip
+/// spreads them too.
+const MEMBER_NEWS_MAX: usize = 64;
+
 /// Traffic counters, per message kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -216,7 +227,7 @@ pub struct Node {
     swim: Swim,
     swim_runtime: AccumulatingRuntime<NodeId>,
     rng: SmallRng,
-    members: Vec<NodeId>,
+    members: Members,
     /// Addresses given to [`Node::join`], re-announced to while the node is alone.
     seeds: Vec<SocketAddr>,
     /// When the node may next re-announce itself to its seeds.
@@ -243,6 +254,8 @@ pub struct Node {
     refusal_pending: (u64, u64),
     /// Pruning of departed actors, if enabled.
     pruner: Option<Pruner>,
+    /// The active members and this node, summarised for membership anti-entropy.
+    member_index: MemberIndex,
     /// The `now` of the latest input, for notifications that carry no time.
     last_now: Instant,
     stats: Stats,
@@ -292,6 +305,8 @@ impl Node {
         let swim_rng = SmallRng::seed_from_u64(rng.next_u64());
         let swim = Foca::new(id.clone(), validated.swim, swim_rng, SwimCodec);
         let pruner = config.prune.map(Pruner::new);
+        let mut member_index = MemberIndex::new();
+        member_index.insert(&id);
         Ok(Self {
             next_round: now + config.gossip_interval,
             config,
@@ -301,7 +316,7 @@ impl Node {
             swim,
             swim_runtime: AccumulatingRuntime::new(),
             rng,
-            members: Vec::new(),
+            members: Members::default(),
             seeds: Vec::new(),
             next_rejoin: now,
             timers: BinaryHeap::new(),
@@ -317,6 +332,7 @@ impl Node {
             refusal_reported: None,
             refusal_pending: (0, 0),
             pruner,
+            member_index,
             last_now: now,
             stats: Stats::default(),
         })
@@ -344,7 +360,7 @@ impl Node {
 
     /// Peers SWIM currently considers active (alive or suspect).
     pub fn members(&self) -> &[NodeId] {
-        &self.members
+        self.members.as_slice()
     }
 
     /// Every member SWIM knows, with its state (alive, suspect or down).
@@ -489,7 +505,8 @@ impl Node {
             }
             return Ok(());
         };
-        if let Some((to, reply)) = pruner.handle(from, message, now, &self.members, &mut self.store)
+        if let Some((to, reply)) =
+            pruner.handle(from, message, now, self.members.as_slice(), &mut self.store)
         {
             self.send_prune(to, reply);
         }
@@ -506,7 +523,13 @@ impl Node {
     /// The pruner's periodic work, and events for sinks completed here.
     fn prune_round(&mut self, now: Instant) {
         if let Some(pruner) = self.pruner.as_mut() {
-            let out = pruner.tick(now, &self.id, &self.members, &mut self.store, &mut self.rng);
+            let out = pruner.tick(
+                now,
+                &self.id,
+                self.members.as_slice(),
+                &mut self.store,
+                &mut self.rng,
+            );
             if out.folded.is_some() {
                 self.stats.prunes += 1;
             }
@@ -537,7 +560,7 @@ impl Node {
     fn allowance(&mut self, from: SocketAddr, now: Instant) -> &mut Allowance {
         // Only members are tracked one by one, so the map stays as small as the
         // membership.
-        let is_member = self.members.iter().any(|m| m.addr() == from);
+        let is_member = self.members.contains_addr(from);
         let interval = self.config.gossip_interval;
         let allowance = self
             .allowances
@@ -570,11 +593,12 @@ impl Node {
             return Err(HandleError::RateLimited(from));
         }
         allowance.syncs += 1;
-        let is_member = self.members.iter().any(|m| m.addr() == from);
+        let is_member = self.members.contains_addr(from);
         if is_member {
             self.peer_budgets
                 .insert(from, MessageBudget::from_wire(request.budget));
         }
+        let member_replies = self.answer_members(request, now);
         let answer = self.store.answer_sync(request, self.exchange_limits());
         if let (true, Some(held)) = (is_member, answer.acknowledged) {
             let acked = self.acknowledged.entry(from).or_insert(0);
@@ -588,7 +612,7 @@ impl Node {
                 Err(error) => failures.push(error.to_string()),
             }
         }
-        for reply in &answer.replies {
+        for reply in answer.replies.iter().chain(&member_replies) {
             match crate::wire::encode_sync(reply) {
                 Ok(payload) => out.push((MessageKind::Sync, payload)),
                 Err(error) => failures.push(error.to_string()),
@@ -601,6 +625,95 @@ impl Node {
             self.send(from, Channel::Stream, kind, payload);
         }
         Ok(())
+    }
+
+    /// The membership half of an exchange: compares the requester's member summaries and
+    /// lists with this node's, hands SWIM the members it lacks, and answers with the
+    /// next step or the members the requester lacks.
+    fn answer_members(&mut self, request: &SyncRequest, now: Instant) -> Vec<SyncRequest> {
+        let mut parts = Vec::new();
+        let mut learned: Vec<NodeId> = Vec::new();
+        for part in &request.parts {
+            match part {
+                Part::MemberSummary { range, count, hash } => {
+                    let mine = self.member_index.summary(*range);
+                    if mine.count == *count && mine.hash == *hash {
+                        continue;
+                    }
+                    match range.children() {
+                        Some(children) if mine.count > MEMBER_LIST_MAX => {
+                            for child in children {
+                                parts.push(self.member_part(child));
+                            }
+                        }
+                        _ => parts.push(self.member_list(*range)),
+                    }
+                }
+                Part::MemberList { range, ids } => {
+                    let theirs: std::collections::HashSet<&NodeId> = ids.iter().collect();
+                    let news: Vec<NodeId> = self
+                        .member_index
+                        .in_range(*range)
+                        .filter(|id| !theirs.contains(id))
+                        .take(MEMBER_NEWS_MAX)
+                        .cloned()
+                        .collect();
+                    if !news.is_empty() {
+                        parts.push(Part::MemberNews { ids: news });
+                    }
+                    learned.extend(ids.iter().cloned());
+                }
+                Part::MemberNews { ids } => {
+                    learned.extend(ids.iter().take(MEMBER_NEWS_MAX).cloned())
+                }
+                _ => {}
+            }
+        }
+        self.learn_members(learned, now);
+        if parts.is_empty() {
+            return Vec::new();
+        }
+        let budget = MessageBudget::from_wire(request.budget).min(self.budget);
+        crate::digest::pack(parts, budget, self.exchange_limits())
+    }
+
+    fn member_part(&self, range: ActorRange) -> Part {
+        let summary = self.member_index.summary(range);
+        if summary.count <= MEMBER_LIST_MAX {
+            self.member_list(range)
+        } else {
+            Part::MemberSummary {
+                range,
+                count: summary.count,
+                hash: summary.hash,
+            }
+        }
+    }
+
+    fn member_list(&self, range: ActorRange) -> Part {
+        Part::MemberList {
+            range,
+            ids: self.member_index.in_range(range).cloned().collect(),
+        }
+    }
+
+    /// Hands SWIM the members another node knows and this one may not: foca ignores
+    /// what it knows better (a member it holds down, a newer incarnation).
+    fn learn_members(&mut self, ids: Vec<NodeId>, now: Instant) {
+        let me = self.id.clone();
+        let unknown: Vec<foca::Member<NodeId>> = ids
+            .into_iter()
+            .filter(|id| *id != me && !self.members.at(id.addr()).is_some_and(|m| m == id))
+            .map(foca::Member::alive)
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        // Errors are foca refusing updates about identities it knows to be stale.
+        let _ = self
+            .swim
+            .apply_many(unknown.into_iter(), true, &mut self.swim_runtime);
+        self.drain_swim(now);
     }
 
     /// Merges counter entries, within the sender's allowance.
@@ -797,7 +910,13 @@ impl Node {
         let Some(target) = self.choose_members(1).pop() else {
             return;
         };
-        let request = self.store.sync_start(self.exchange_limits());
+        let mut request = self.store.sync_start(self.exchange_limits());
+        let members = self.member_index.summary(ActorRange::ALL);
+        request.parts.push(Part::MemberSummary {
+            range: ActorRange::ALL,
+            count: members.count,
+            hash: members.hash,
+        });
         match crate::wire::encode_sync(&request) {
             Ok(payload) => self.send(target, Channel::Stream, MessageKind::Sync, payload),
             Err(error) => self.internal_error(error.to_string()),
@@ -806,18 +925,7 @@ impl Node {
 
     /// Up to `count` distinct random members' addresses.
     fn choose_members(&mut self, count: usize) -> Vec<SocketAddr> {
-        let n = self.members.len();
-        let count = count.min(n);
-        // Partial Fisher-Yates over indices: uniform, distinct, deterministic per seed.
-        let mut indices: Vec<usize> = (0..n).collect();
-        for i in 0..count {
-            let j = self.rng.random_range(i..n);
-            indices.swap(i, j);
-        }
-        indices[..count]
-            .iter()
-            .map(|&i| self.members[i].addr())
-            .collect()
+        self.members.choose(count, &mut self.rng)
     }
 
     fn send(
@@ -863,16 +971,16 @@ impl Node {
                 if let Some(pruner) = self.pruner.as_mut() {
                     pruner.on_up(&id);
                 }
-                if !self.members.contains(&id) {
-                    self.members.push(id.clone());
-                }
+                self.member_index.insert(&id);
+                self.members.insert(id.clone());
                 self.events.push_back(Event::MemberUp(id));
             }
             OwnedNotification::MemberDown(id) => {
                 if let Some(pruner) = self.pruner.as_mut() {
                     pruner.on_down(&id, self.last_now);
                 }
-                self.members.retain(|m| *m != id);
+                self.member_index.remove(&id);
+                self.members.remove(&id);
                 self.acknowledged.remove(&id.addr());
                 self.allowances.remove(&Some(id.addr()));
                 self.peer_budgets.remove(&id.addr());
@@ -885,17 +993,19 @@ impl Node {
                 // A renamed member may have restarted with other state; forget what it
                 // acknowledged so lag is not understated.
                 self.acknowledged.remove(&old.addr());
-                for member in &mut self.members {
-                    if *member == old {
-                        *member = new.clone();
-                    }
+                if self.members.at(old.addr()).is_some_and(|m| *m == old) {
+                    self.members.rename(&old, new.clone());
                 }
+                self.member_index.remove(&old);
+                self.member_index.insert(&new);
                 self.events.push_back(Event::MemberRenamed { old, new });
             }
             OwnedNotification::Active => self.events.push_back(Event::Joined),
             OwnedNotification::Idle => self.events.push_back(Event::Isolated),
             OwnedNotification::Defunct => self.events.push_back(Event::Defunct),
             OwnedNotification::Rejoin(id) => {
+                self.member_index.remove(&self.id);
+                self.member_index.insert(&id);
                 self.id = id.clone();
                 self.events.push_back(Event::Rejoined(id));
             }

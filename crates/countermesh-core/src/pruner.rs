@@ -177,16 +177,6 @@ impl Pruner {
         rng: &mut impl Rng,
     ) -> PruneOutput {
         let mut out = PruneOutput::default();
-        // A pruner that departed for good will not finish its intents.
-        let dead: Vec<ActorId> = self
-            .departed
-            .keys()
-            .copied()
-            .filter(|&a| self.is_dead(a, now))
-            .collect();
-        for owner in dead {
-            store.unseal_owner(owner);
-        }
         let expiry = self.config.intent_timeout * 3;
         self.sealed.retain(|&(owner, id), since| {
             let live = now.saturating_duration_since(*since) < expiry;
@@ -203,6 +193,16 @@ impl Pruner {
             return out;
         }
         self.next_check = Some(now + self.config.interval);
+        // A pruner that departed for good will not finish its intents.
+        let dead: Vec<ActorId> = self
+            .departed
+            .keys()
+            .copied()
+            .filter(|&a| self.is_dead(a, now))
+            .collect();
+        for owner in dead {
+            store.unseal_owner(owner);
+        }
         // Actors held that no live member carries: earlier incarnations, nodes that died
         // before this one joined. Their clock starts when this node first notices.
         let live: HashSet<ActorId> = members.iter().map(NodeId::actor).collect();

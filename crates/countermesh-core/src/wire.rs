@@ -36,7 +36,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::delta::{DeltaEntry, DeltaError, Run};
 use crate::digest::{Part, SyncRequestError};
 use crate::summary::ActorRange;
-use crate::{ActorId, Delta, SyncRequest};
+use crate::{ActorId, Delta, NodeId, SyncRequest};
 
 /// The two magic bytes every message starts with.
 pub const MAGIC: [u8; 2] = *b"CM";
@@ -423,7 +423,26 @@ pub(crate) fn part_len(part: &Part) -> usize {
         }
         Part::Pairs { range, versions } => 1 + range_len(range) + pairs_len(versions),
         Part::Want { versions } => 1 + pairs_len(versions),
+        Part::MemberSummary { range, count, .. } => {
+            1 + range_len(range) + varint_len(u64::from(*count)) + 8
+        }
+        Part::MemberList { range, ids } => 1 + range_len(range) + node_ids_len(ids),
+        Part::MemberNews { ids } => 1 + node_ids_len(ids),
     }
+}
+
+fn node_ids_len(ids: &[NodeId]) -> usize {
+    varint_len(ids.len() as u64) + ids.iter().map(node_id_len).sum::<usize>()
+}
+
+/// Encoded size of a [`NodeId`]: the socket address (variant tag, address bytes, port),
+/// the actor (8 fixed bytes) and the incarnation.
+pub(crate) fn node_id_len(id: &NodeId) -> usize {
+    let addr = match id.addr() {
+        std::net::SocketAddr::V4(_) => 1 + 4,
+        std::net::SocketAddr::V6(_) => 1 + 16,
+    };
+    addr + varint_len(u64::from(id.addr().port())) + 8 + varint_len(id.incarnation())
 }
 
 fn range_len(range: &ActorRange) -> usize {
@@ -466,6 +485,20 @@ enum WirePart {
         #[serde(deserialize_with = "bounded_vec")]
         versions: Vec<(ActorId, u64)>,
     },
+    MemberSummary {
+        range: ActorRange,
+        count: u32,
+        hash: [u8; 8],
+    },
+    MemberList {
+        range: ActorRange,
+        #[serde(deserialize_with = "bounded_vec")]
+        ids: Vec<NodeId>,
+    },
+    MemberNews {
+        #[serde(deserialize_with = "bounded_vec")]
+        ids: Vec<NodeId>,
+    },
 }
 
 impl WireSync {
@@ -486,6 +519,16 @@ impl WireSync {
                 Part::Want { versions } => WirePart::Want {
                     versions: versions.clone(),
                 },
+                Part::MemberSummary { range, count, hash } => WirePart::MemberSummary {
+                    range: *range,
+                    count: *count,
+                    hash: hash.to_le_bytes(),
+                },
+                Part::MemberList { range, ids } => WirePart::MemberList {
+                    range: *range,
+                    ids: ids.clone(),
+                },
+                Part::MemberNews { ids } => WirePart::MemberNews { ids: ids.clone() },
             })
             .collect();
         Self {
@@ -507,6 +550,13 @@ impl WireSync {
                 },
                 WirePart::Pairs { range, versions } => Part::Pairs { range, versions },
                 WirePart::Want { versions } => Part::Want { versions },
+                WirePart::MemberSummary { range, count, hash } => Part::MemberSummary {
+                    range,
+                    count,
+                    hash: u64::from_le_bytes(hash),
+                },
+                WirePart::MemberList { range, ids } => Part::MemberList { range, ids },
+                WirePart::MemberNews { ids } => Part::MemberNews { ids },
             })
             .collect();
         Ok(SyncRequest {
