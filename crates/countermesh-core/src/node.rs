@@ -664,7 +664,7 @@ impl Node {
                     learned.extend(ids.iter().cloned());
                 }
                 Part::MemberNews { ids } => {
-                    learned.extend(ids.iter().take(MEMBER_NEWS_MAX).cloned())
+                    learned.extend(ids.iter().take(MEMBER_NEWS_MAX).cloned());
                 }
                 _ => {}
             }
