@@ -85,6 +85,8 @@ impl MemberIndex {
 pub(crate) struct Members {
     list: Vec<NodeId>,
     by_addr: HashMap<SocketAddr, usize>,
+    /// How many active members carry each actor (one, unless an identity is renewed).
+    actors: HashMap<ActorId, u32>,
 }
 
 impl Members {
@@ -109,10 +111,35 @@ impl Members {
         self.by_addr.contains_key(&addr)
     }
 
+    /// Whether an active member carries `actor`.
+    pub(crate) fn carries(&self, actor: ActorId) -> bool {
+        self.actors.contains_key(&actor)
+    }
+
+    /// The lowest actor id among the members.
+    pub(crate) fn lowest_actor(&self) -> Option<ActorId> {
+        self.actors.keys().min().copied()
+    }
+
+    fn count_actor(&mut self, actor: ActorId, up: bool) {
+        if up {
+            *self.actors.entry(actor).or_insert(0) += 1;
+        } else if let Some(n) = self.actors.get_mut(&actor) {
+            *n -= 1;
+            if *n == 0 {
+                self.actors.remove(&actor);
+            }
+        }
+    }
+
     /// Adds `id`, replacing whatever identity its address had.
     pub(crate) fn insert(&mut self, id: NodeId) {
+        self.count_actor(id.actor(), true);
         match self.by_addr.get(&id.addr()) {
-            Some(&i) => self.list[i] = id,
+            Some(&i) => {
+                let old = std::mem::replace(&mut self.list[i], id);
+                self.count_actor(old.actor(), false);
+            }
             None => {
                 self.by_addr.insert(id.addr(), self.list.len());
                 self.list.push(id);
@@ -129,6 +156,7 @@ impl Members {
             return;
         }
         self.by_addr.remove(&id.addr());
+        self.count_actor(id.actor(), false);
         self.list.swap_remove(i);
         if let Some(moved) = self.list.get(i) {
             self.by_addr.insert(moved.addr(), i);

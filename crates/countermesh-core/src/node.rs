@@ -506,7 +506,7 @@ impl Node {
             return Ok(());
         };
         if let Some((to, reply)) =
-            pruner.handle(from, message, now, self.members.as_slice(), &mut self.store)
+            pruner.handle(from, message, now, &self.members, &mut self.store)
         {
             self.send_prune(to, reply);
         }
@@ -523,13 +523,7 @@ impl Node {
     /// The pruner's periodic work, and events for sinks completed here.
     fn prune_round(&mut self, now: Instant) {
         if let Some(pruner) = self.pruner.as_mut() {
-            let out = pruner.tick(
-                now,
-                &self.id,
-                self.members.as_slice(),
-                &mut self.store,
-                &mut self.rng,
-            );
+            let out = pruner.tick(now, &self.id, &self.members, &mut self.store, &mut self.rng);
             if out.folded.is_some() {
                 self.stats.prunes += 1;
             }

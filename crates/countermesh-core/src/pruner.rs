@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+use crate::members::Members;
 use crate::wire::MAX_INTENT_VICTIMS;
 use crate::{ActorId, NodeId, PruneMessage, Store};
 
@@ -172,7 +173,7 @@ impl Pruner {
         &mut self,
         now: Instant,
         me: &NodeId,
-        members: &[NodeId],
+        members: &Members,
         store: &mut Store,
         rng: &mut impl Rng,
     ) -> PruneOutput {
@@ -186,7 +187,7 @@ impl Pruner {
             live
         });
         if self.intent.is_some() {
-            self.advance(now, me, members, store, rng, &mut out);
+            self.advance(now, me, members.as_slice(), store, rng, &mut out);
             return out;
         }
         if self.next_check.is_some_and(|at| now < at) {
@@ -205,9 +206,8 @@ impl Pruner {
         }
         // Actors held that no live member carries: earlier incarnations, nodes that died
         // before this one joined. Their clock starts when this node first notices.
-        let live: HashSet<ActorId> = members.iter().map(NodeId::actor).collect();
         for (actor, _) in store.actor_ids() {
-            if actor != me.actor() && !actor.is_sink() && !live.contains(&actor) {
+            if actor != me.actor() && !actor.is_sink() && !members.carries(actor) {
                 self.departed.entry(actor).or_insert(Departure {
                     id: None,
                     since: now,
@@ -215,20 +215,19 @@ impl Pruner {
                 });
             }
         }
-        let lowest = members.iter().all(|m| me.actor() < m.actor());
+        let lowest = members.lowest_actor().is_none_or(|low| me.actor() < low);
         if lowest {
             self.start(now, me, members, store);
         }
         out
     }
 
-    fn start(&mut self, now: Instant, me: &NodeId, members: &[NodeId], store: &mut Store) {
-        let live: HashSet<ActorId> = members.iter().map(NodeId::actor).collect();
+    fn start(&mut self, now: Instant, me: &NodeId, members: &Members, store: &mut Store) {
         let mut victims: Vec<(ActorId, u64)> = self
             .departed
             .keys()
             .copied()
-            .filter(|&a| self.is_dead(a, now) && !live.contains(&a))
+            .filter(|&a| self.is_dead(a, now) && !members.carries(a))
             .filter_map(|a| store.prunable(a).map(|f| (a, f)))
             .collect();
         // Complete sinks fold into the new one, so their number stays small. Alone they
@@ -346,17 +345,16 @@ impl Pruner {
         from: SocketAddr,
         message: PruneMessage,
         now: Instant,
-        members: &[NodeId],
+        members: &Members,
         store: &mut Store,
     ) -> Option<(SocketAddr, PruneMessage)> {
         match message {
             PruneMessage::Intent { owner, id, victims } => {
-                let live: HashSet<ActorId> = members.iter().map(NodeId::actor).collect();
                 let mut accepted = Vec::new();
                 let mut refused = Vec::new();
                 self.sealed.entry((owner, id)).or_insert(now);
                 for (victim, final_version) in victims {
-                    let ok = !live.contains(&victim)
+                    let ok = !members.carries(victim)
                         && store.seal(victim, final_version, owner, id).is_ok();
                     if ok {
                         accepted.push(victim);
@@ -376,8 +374,7 @@ impl Pruner {
             PruneMessage::Ack { id, accepted, .. } => {
                 // A member that SWIM thinks down may still answer.
                 let member = members
-                    .iter()
-                    .find(|m| m.addr() == from)
+                    .at(from)
                     .or_else(|| {
                         self.departed
                             .values()
