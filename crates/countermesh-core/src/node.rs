@@ -703,10 +703,12 @@ impl Node {
         if unknown.is_empty() {
             return;
         }
-        // Errors are foca refusing updates about identities it knows to be stale.
+        // Not re-broadcast: the exchanges spread membership already, and every broadcast
+        // costs foca a pass over its backlog. Errors are foca refusing updates about
+        // identities it knows to be stale.
         let _ = self
             .swim
-            .apply_many(unknown.into_iter(), true, &mut self.swim_runtime);
+            .apply_many(unknown.into_iter(), false, &mut self.swim_runtime);
         self.drain_swim(now);
     }
 
