@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use countermesh_core::{Changes, Channel, Counter, Delta, Message, Node, Run};
+use countermesh_core::{
+    ActorId, Changes, Channel, Counter, Delta, Message, Node, Run, Scope, SyncRequest,
+};
 
-use crate::check::{check_store, check_unique_versions, drain_transmits};
+use crate::check::{check_store, drain_transmits};
 use crate::honest::{HONEST_ACTORS, Honest};
 use crate::protocol::{
-    DeltaSpec, NAMES, Setup, SyncSpec, announce, counter_name, encode_valid_delta,
+    DeltaSpec, NAMES, Setup, SyncSpec, announce, auditor_addr, counter_name, encode_valid_delta,
     encode_valid_sync, peer_actor, peer_addr,
 };
 
@@ -124,8 +126,8 @@ struct World {
     committing: Vec<Changes>,
 }
 
-/// Runs a scenario; panics when an invariant breaks.
-pub fn run(scenario: &Scenario) {
+/// Runs a scenario; panics when an invariant breaks. Returns the node for tests.
+pub fn run(scenario: &Scenario) -> Node {
     let now = Instant::now();
     let mut world = World {
         node: scenario.setup.node(now),
@@ -139,7 +141,7 @@ pub fn run(scenario: &Scenario) {
         world.apply(op);
         world.check();
     }
-    world.finish();
+    world.finish()
 }
 
 impl World {
@@ -247,7 +249,11 @@ impl World {
 
     fn taint(&mut self, delta: &Delta<'_>) {
         self.honest.taint(delta);
-        if delta.runs.iter().any(|r| r.actor == self.node.store().actor_id()) {
+        if delta
+            .runs
+            .iter()
+            .any(|r| r.actor == self.node.store().actor_id())
+        {
             self.own_tainted = true;
         }
     }
@@ -290,15 +296,37 @@ impl World {
         }
     }
 
-    /// Final checks: after a flush nothing is pending, so with a tainted own actor the
-    /// value must still be the sum of the contributions (unless an own total saturated);
-    /// and no actor version is held by two counters.
-    fn finish(mut self) {
+    /// Final checks. After a flush nothing is pending, so even with a tainted own actor
+    /// every value must be the sum of its contributions (unless an own total
+    /// saturated). Then, one gossip interval later (so no rate limit applies), a peer
+    /// that holds nothing asks for everything: the answer must be valid, tell the truth,
+    /// and carry every entry its runs claim, whatever state the operations left behind.
+    fn finish(mut self) -> Node {
         let outcome = self.node.store_mut().flush();
         drain_transmits(&mut self.node);
         if outcome.saturated.is_empty() {
             check_store(self.node.store(), |_| Some(0));
         }
-        check_unique_versions(self.node.store());
+        self.now += self.node.config().gossip_interval;
+        self.node.handle_timeout(self.now);
+        drain_transmits(&mut self.node);
+        let everything = SyncRequest {
+            scope: Scope::Range {
+                first: ActorId::from_u64(0),
+                last: ActorId::from_u64(u64::MAX),
+            },
+            versions: Vec::new(),
+            pull_back: true,
+        };
+        let bytes = encode_valid_sync(&everything);
+        let result = self
+            .node
+            .handle_message(auditor_addr(), Channel::Stream, &bytes, self.now);
+        assert!(
+            result.is_ok(),
+            "the final sync request was refused: {result:?}"
+        );
+        drain_transmits(&mut self.node);
+        self.node
     }
 }

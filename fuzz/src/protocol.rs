@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use countermesh_core::{
-    ActorId, Channel, Config, Delta, DeltaEntry, Limits, Message, Node, NodeId, Persistence,
-    Run, Scope, Store, SyncRequest, encode_delta, encode_swim, encode_sync,
+    ActorId, Channel, Config, Delta, DeltaEntry, Limits, Message, Node, NodeId, Persistence, Run,
+    Scope, Store, SyncRequest, encode_delta, encode_swim, encode_sync,
 };
 
 /// How many fake peers (addresses, and an actor each) a target talks to.
@@ -31,6 +31,11 @@ pub fn node_addr() -> SocketAddr {
 /// Fake peer `i`'s address (any `u8` is folded into `0..PEERS`).
 pub fn peer_addr(i: u8) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(10, 0, 0, 2 + i % PEERS as u8), 7000))
+}
+
+/// The address of the harness's final audit (never one of the fake peers).
+pub fn auditor_addr() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(10, 0, 0, 99), 7000))
 }
 
 /// Fake peer `i`'s actor. Chosen so the fuzzed node's actor sorts between them, which
@@ -273,8 +278,11 @@ pub struct SyncSpec {
 impl SyncSpec {
     /// The request: every rule of `SyncRequest::validate` holds by construction.
     pub fn build(&self) -> SyncRequest {
-        let mut versions: Vec<(ActorId, u64)> =
-            self.versions.iter().map(|(a, v)| (a.get(), v.get())).collect();
+        let mut versions: Vec<(ActorId, u64)> = self
+            .versions
+            .iter()
+            .map(|(a, v)| (a.get(), v.get()))
+            .collect();
         versions.sort_by_key(|(a, _)| *a);
         versions.dedup_by_key(|(a, _)| *a);
         let scope = match self.scope {
@@ -306,7 +314,11 @@ impl SyncSpec {
 /// and that its announced size is exact. The delta must be valid.
 pub fn encode_valid_delta(delta: &Delta<'_>) -> Vec<u8> {
     let bytes = encode_delta(delta).expect("a delta built to be valid encodes");
-    assert_eq!(bytes.len(), delta.encoded_len(), "Delta::encoded_len is exact");
+    assert_eq!(
+        bytes.len(),
+        delta.encoded_len(),
+        "Delta::encoded_len is exact"
+    );
     match Message::decode(&bytes, usize::MAX) {
         Ok(Message::Delta(back)) => assert_eq!(&back, delta, "delta round trip"),
         other => panic!("an encoded delta decodes as {other:?}"),
@@ -317,7 +329,11 @@ pub fn encode_valid_delta(delta: &Delta<'_>) -> Vec<u8> {
 /// Encodes a sync request with the public encoder and checks the round trip and size.
 pub fn encode_valid_sync(request: &SyncRequest) -> Vec<u8> {
     let bytes = encode_sync(request).expect("a request built to be valid encodes");
-    assert_eq!(bytes.len(), request.encoded_len(), "SyncRequest::encoded_len is exact");
+    assert_eq!(
+        bytes.len(),
+        request.encoded_len(),
+        "SyncRequest::encoded_len is exact"
+    );
     match Message::decode(&bytes, usize::MAX) {
         Ok(Message::Sync(back)) => assert_eq!(&back, request, "sync round trip"),
         other => panic!("an encoded sync request decodes as {other:?}"),
@@ -368,16 +384,20 @@ pub fn peer_node(i: u8, now: Instant) -> Node {
 /// What real nodes send each other: the fuzzed node's address plus the fake peers run
 /// for `duration` of virtual time with counters changing, every message delivered at
 /// once. Returns `(from, to, channel, bytes, elapsed)` per message, in send order.
-pub fn recorded_exchange(duration: Duration) -> Vec<(SocketAddr, SocketAddr, Channel, Vec<u8>, Duration)> {
+pub fn recorded_exchange(
+    duration: Duration,
+) -> Vec<(SocketAddr, SocketAddr, Channel, Vec<u8>, Duration)> {
     let start = Instant::now();
-    let mut nodes = vec![Setup {
-        durable: false,
-        small_messages: true,
-        small_datagrams: false,
-        tight_limits: false,
-        small_replies: false,
-    }
-    .node(start)];
+    let mut nodes = vec![
+        Setup {
+            durable: false,
+            small_messages: true,
+            small_datagrams: false,
+            tight_limits: false,
+            small_replies: false,
+        }
+        .node(start),
+    ];
     nodes.extend((0..PEERS as u8 - 1).map(|i| peer_node(i, start)));
     for node in &mut nodes[1..] {
         node.join(node_addr(), start);

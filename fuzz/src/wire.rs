@@ -3,8 +3,8 @@
 //! itself across budgets, and round-trip every message it accepts.
 
 use countermesh_core::{
-    DecodeError, MAX_MESSAGE_BYTES, MIN_DATAGRAM_BYTES, MIN_MESSAGE_BUDGET, Message,
-    encode_delta, encode_swim, encode_sync,
+    DecodeError, MAX_MESSAGE_BYTES, MIN_DATAGRAM_BYTES, MIN_MESSAGE_BUDGET, Message, encode_delta,
+    encode_swim, encode_sync,
 };
 
 /// The budgets decoding is tried under: the smallest and default datagram budgets, the
@@ -69,7 +69,11 @@ fn round_trip(data: &[u8], message: &Message<'_>) {
         Message::Swim(payload) => encode_swim(payload),
         Message::Sync(request) => {
             let bytes = encode_sync(request).expect("an accepted request re-encodes");
-            assert_eq!(bytes.len(), request.encoded_len(), "SyncRequest::encoded_len");
+            assert_eq!(
+                bytes.len(),
+                request.encoded_len(),
+                "SyncRequest::encoded_len"
+            );
             bytes
         }
         Message::Delta(delta) => {
@@ -78,7 +82,11 @@ fn round_trip(data: &[u8], message: &Message<'_>) {
             bytes
         }
     };
-    assert_eq!(encoded, message.encode().expect("encodes"), "Message::encode");
+    assert_eq!(
+        encoded,
+        message.encode().expect("encodes"),
+        "Message::encode"
+    );
     assert!(
         encoded.len() <= data.len(),
         "re-encoding {} bytes gave {} bytes",
