@@ -505,8 +505,7 @@ impl Node {
             }
             return Ok(());
         };
-        if let Some((to, reply)) =
-            pruner.handle(from, message, now, &self.members, &mut self.store)
+        if let Some((to, reply)) = pruner.handle(from, message, now, &self.members, &mut self.store)
         {
             self.send_prune(to, reply);
         }

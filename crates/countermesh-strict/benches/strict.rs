@@ -1,7 +1,12 @@
 //! Strict-mode benchmark against real ZooKeeper servers started by the harness: a
 //! standalone server, then a three-server ensemble, each measured in this same run.
 //!
-//! * 1 caller: sequential `add` vs raw sequential `set_data` vs kazoo's `Counter` recipe.
+//! * 1 caller: sequential `add` vs raw sequential `set_data` vs kazoo's `Counter` recipe,
+//!   and, to find where the difference goes, a raw sequential `multi(create receipt,
+//!   set_data)`: the transaction a strict add commits, without the combiner and without
+//!   deleting the receipts afterwards; and strict `add` through a client whose receipt
+//!   cleanup is deferred until after the clock stops (combiner and client overhead
+//!   without cleanup).
 //! * 64 callers in one process: `add` with combining vs kazoo with 64 threads vs raw
 //!   sequential `set_data`.
 //! * Latency of the linearizable `get` vs `get_sequential` (p50, p99).
@@ -56,6 +61,10 @@ const QUICK: Sizes = Sizes {
 #[derive(Debug, Default)]
 struct Figures {
     setdata: f64,
+    raw_multi: f64,
+    add_deferred_cleanup: f64,
+    /// Of a deferred-cleanup add's latency, the share spent outside ZooKeeper's answer.
+    client_overhead: f64,
     add: f64,
     add64: f64,
     kazoo: Option<f64>,
@@ -99,6 +108,22 @@ fn main() -> anyhow::Result<()> {
             f.add / f.setdata
         );
         println!(
+            "{prefix}raw_multi_receipt_vs_setdata_ratio: {:.2}",
+            f.raw_multi / f.setdata
+        );
+        println!(
+            "{prefix}strict_add_deferred_cleanup_vs_raw_multi_receipt_ratio: {:.2}",
+            f.add_deferred_cleanup / f.raw_multi
+        );
+        println!(
+            "{prefix}strict_add_vs_raw_multi_receipt_ratio: {:.2}",
+            f.add / f.raw_multi
+        );
+        println!(
+            "{prefix}strict_add_client_overhead_pct: {:.1}",
+            f.client_overhead * 100.0
+        );
+        println!(
             "{prefix}strict_add64_vs_setdata_ratio: {:.2}",
             f.add64 / f.setdata
         );
@@ -129,37 +154,122 @@ async fn measure(cluster: &ZkCluster, sizes: Sizes, kazoo: bool) -> anyhow::Resu
         .connect(&hosts)
         .await?;
     let mut figures = Figures::default();
+    // The same client with receipt cleanup put off until the clock stops.
+    let deferred = StrictClient::connect(
+        &format!("{hosts}/bench"),
+        StrictOptions::default()
+            .with_op_timeout(Duration::from_secs(30))
+            .with_receipt_flush_interval(Duration::from_secs(3600)),
+    )
+    .await?;
+    measure_sequential(&client, &deferred, &raw, sizes, &mut figures).await?;
+    measure_combined(&client, sizes, &mut figures).await?;
+    measure_reads(&client, sizes, &mut figures).await?;
+    if kazoo {
+        let path_single = "/bench/kazoo_single";
+        figures.kazoo = Some(run_kazoo(&hosts, path_single, 1, sizes.kazoo_sequential)?);
+        figures.kazoo64 = Some(run_kazoo(
+            &hosts,
+            "/bench/kazoo_shared",
+            sizes.callers,
+            sizes.kazoo_per_thread,
+        )?);
+    }
+    Ok(figures)
+}
 
-    // Raw sequential set_data on a znode of the same size, the baseline of everything.
+/// One caller: raw `set_data`, raw `multi(create receipt, set_data)` and strict `add`,
+/// alternating in rounds so that load from elsewhere on the machine falls on all alike.
+/// Each strict round ends by deleting its remaining receipts, so that their cleanup is
+/// charged to strict mode and not to the next raw round.
+async fn measure_sequential(
+    client: &StrictClient,
+    deferred: &StrictClient,
+    raw: &zk::Client,
+    sizes: Sizes,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
     let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     raw.mkdir("/bench/raw", &mode).await?;
+    raw.mkdir("/bench/raw_receipts", &mode).await?;
     let single = client.counter("single").await?;
-    // Warm up the JVMs' JIT on both paths before any clock starts.
+    let lazy = deferred.counter("lazy").await?;
+    let mut receipt = 0u64;
+    let mut raw_multi = async |value: i64| -> anyhow::Result<()> {
+        receipt += 1;
+        let mut writer = raw.new_multi_writer();
+        writer.add_create(
+            &format!("/bench/raw_receipts/{receipt:016x}"),
+            &value.to_be_bytes(),
+            &mode,
+        )?;
+        writer.add_set_data("/bench/raw", &value.to_be_bytes(), None)?;
+        writer.commit().await?;
+        Ok(())
+    };
+    // Warm up the JVMs' JIT on every path before any clock starts.
     for i in 0..sizes.warmup as i64 {
         raw.set_data("/bench/raw", &i.to_be_bytes(), None).await?;
+        raw_multi(i).await?;
         single.add(1).await?;
+        lazy.add(1).await?;
     }
-    // Raw set_data and strict add alternate in rounds, so that load from elsewhere on the
-    // machine falls on both alike.
+    client.flush_receipts().await?;
+    deferred.flush_receipts().await?;
     let rounds = 10;
     let per_round = sizes.sequential / rounds;
-    let (mut raw_time, mut add_time) = (Duration::ZERO, Duration::ZERO);
+    let mut took = [Duration::ZERO; 4];
+    let mut waited = Duration::ZERO;
     for _ in 0..rounds {
         let started = Instant::now();
         for i in 0..per_round as i64 {
             raw.set_data("/bench/raw", &i.to_be_bytes(), None).await?;
         }
-        raw_time += started.elapsed();
+        took[0] += started.elapsed();
+        let started = Instant::now();
+        for i in 0..per_round as i64 {
+            raw_multi(i).await?;
+        }
+        took[1] += started.elapsed();
         let started = Instant::now();
         for _ in 0..per_round {
             single.add(1).await?;
         }
-        add_time += started.elapsed();
+        client.flush_receipts().await?;
+        took[2] += started.elapsed();
+        let started = Instant::now();
+        let waited_before = deferred.stats().commit_wait;
+        for _ in 0..per_round {
+            lazy.add(1).await?;
+        }
+        took[3] += started.elapsed();
+        waited += deferred.stats().commit_wait - waited_before;
+        deferred.flush_receipts().await?;
     }
-    figures.setdata = per_sec(rounds * per_round, raw_time);
-    figures.add = per_sec(rounds * per_round, add_time);
+    let ops = rounds * per_round;
+    figures.setdata = per_sec(ops, took[0]);
+    figures.raw_multi = per_sec(ops, took[1]);
+    figures.add = per_sec(ops, took[2]);
+    figures.add_deferred_cleanup = per_sec(ops, took[3]);
+    figures.client_overhead = 1.0 - waited.as_secs_f64() / took[3].as_secs_f64();
+    // The raw receipts are removed outside any measurement.
+    let leftovers = raw.list_children("/bench/raw_receipts").await?;
+    for chunk in leftovers.chunks(256) {
+        let mut writer = raw.new_multi_writer();
+        for name in chunk {
+            writer.add_delete(&format!("/bench/raw_receipts/{name}"), None)?;
+        }
+        writer.commit().await?;
+    }
+    Ok(())
+}
 
-    // 64 concurrent callers on one counter in this process: combining.
+/// 64 concurrent callers on one counter in this process: combining.
+async fn measure_combined(
+    client: &StrictClient,
+    sizes: Sizes,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
     let shared = client.counter("shared").await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -183,8 +293,16 @@ async fn measure(cluster: &ZkCluster, sizes: Sizes, kazoo: bool) -> anyhow::Resu
             sizes.callers * sizes.per_caller
         );
     }
+    Ok(())
+}
 
-    // Read latency: linearizable get vs ZooKeeper's ordinary read.
+/// Read latency: linearizable get vs ZooKeeper's ordinary read.
+async fn measure_reads(
+    client: &StrictClient,
+    sizes: Sizes,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let single = client.counter("single").await?;
     let mut lin = Vec::with_capacity(sizes.reads);
     let mut seq = Vec::with_capacity(sizes.reads);
     for _ in 0..sizes.reads {
@@ -199,18 +317,7 @@ async fn measure(cluster: &ZkCluster, sizes: Sizes, kazoo: bool) -> anyhow::Resu
         (percentile_ms(&mut lin, 50.0), percentile_ms(&mut lin, 99.0));
     (figures.seq_p50_ms, figures.seq_p99_ms) =
         (percentile_ms(&mut seq, 50.0), percentile_ms(&mut seq, 99.0));
-
-    if kazoo {
-        let path_single = "/bench/kazoo_single";
-        figures.kazoo = Some(run_kazoo(&hosts, path_single, 1, sizes.kazoo_sequential)?);
-        figures.kazoo64 = Some(run_kazoo(
-            &hosts,
-            "/bench/kazoo_shared",
-            sizes.callers,
-            sizes.kazoo_per_thread,
-        )?);
-    }
-    Ok(figures)
+    Ok(())
 }
 
 fn per_sec(ops: usize, took: Duration) -> f64 {
@@ -261,7 +368,16 @@ fn print_details(prefix: &str, f: &Figures) {
     };
     println!("== {topology}");
     println!("  raw sequential set_data      {:>9.0} ops/s", f.setdata);
+    println!(
+        "  raw multi(create, set_data)  {:>9.0} ops/s (receipts not deleted)",
+        f.raw_multi
+    );
     println!("  strict add, 1 caller         {:>9.0} ops/s", f.add);
+    println!(
+        "  strict add, cleanup deferred {:>9.0} ops/s ({:.1}% of its latency outside ZooKeeper's answer)",
+        f.add_deferred_cleanup,
+        f.client_overhead * 100.0
+    );
     println!(
         "  strict add, 64 callers       {:>9.0} ops/s (combining)",
         f.add64

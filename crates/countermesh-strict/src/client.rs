@@ -13,12 +13,15 @@ use zookeeper_client as zk;
 use crate::backoff::Backoff;
 use crate::combiner::Combiner;
 use crate::counter::{Counter, CounterShared};
-use crate::encoding::{decode, encode};
+use crate::encoding::decode;
 use crate::error::StrictError;
 use crate::name::validate_name;
+use crate::op_id::OpIds;
 use crate::options::StrictOptions;
-use crate::receipts::{OpIds, PendingDeletes, SweepReport, delete_all, sweep};
+use crate::receipts::{PendingDeletes, SweepReport, delete_all, sweep};
+use crate::security::Security;
 use crate::session::{COUNTERS, Failure, NoClient, Session, classify};
+use crate::single::{Single, SingleOutcome};
 use crate::stats::{Stats, StrictStats};
 
 /// A client for strict-mode counters: one ZooKeeper session (replaced if it expires)
@@ -41,6 +44,8 @@ pub(crate) struct ClientShared {
     pub(crate) op_ids: OpIds,
     pub(crate) pending: PendingDeletes,
     pub(crate) stats: Stats,
+    /// How every znode this client creates is created (its ACL).
+    pub(crate) create_mode: zk::CreateOptions<'static>,
     counters: Mutex<HashMap<String, Weak<CounterShared>>>,
 }
 
@@ -49,17 +54,23 @@ impl StrictClient {
     ///
     /// `connect_string` is the usual ZooKeeper form, `host:port[,host:port…][/root]`. The
     /// root path (a chroot) and the `counters` and `receipts` directories below it are
-    /// created if missing. Fails with [`StrictError::Unavailable`] if no session can be
-    /// established within [`StrictOptions::op_timeout`].
+    /// created if missing; existing ones are not written to, so a root prepared by an
+    /// administrator under a parent this client may not write to works. Fails with
+    /// [`StrictError::Unavailable`] if no session can be established within
+    /// [`StrictOptions::op_timeout`], and with [`StrictError::ZooKeeper`] if the server
+    /// refuses the credentials or the root's ACL refuses this client.
     pub async fn connect(connect_string: &str, opts: StrictOptions) -> Result<Self, StrictError> {
         opts.validate()?;
-        let session = Session::open(connect_string, &opts).await?;
+        let security = Security::new(opts.credentials.clone(), opts.tls.clone(), opts.acl)?;
+        let create_mode = security.create_mode();
+        let session = Session::open(connect_string, &opts, security).await?;
         let shared = Arc::new(ClientShared {
             session,
             opts,
             op_ids: OpIds::new(),
             pending: PendingDeletes::default(),
             stats: Stats::default(),
+            create_mode,
             counters: Mutex::new(HashMap::new()),
         });
         tokio::spawn(maintain(Arc::downgrade(&shared)));
@@ -69,46 +80,40 @@ impl StrictClient {
     /// Opens the counter `name`, creating it with the value 0 if it does not exist.
     ///
     /// Every handle to the same name from this client shares one combiner, so their
-    /// concurrent operations are batched together.
+    /// concurrent operations are batched together. The create carries a receipt like
+    /// every write: if its reply is lost and ZooKeeper stays unreachable, this fails with
+    /// [`StrictError::Ambiguous`] (the counter may or may not have been created), never
+    /// with a "no effect" error.
     pub async fn counter(&self, name: &str) -> Result<Counter, StrictError> {
         validate_name(name)?;
         let path = format!("{COUNTERS}/{name}");
         let deadline = self.shared.deadline();
-        let create_path = path.clone();
-        let created = self
-            .shared
-            .idempotent(deadline, move |client| {
-                let path = create_path.clone();
-                async move {
-                    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-                    client.create(&path, &encode(0), &mode).await.map(|_| ())
-                }
-            })
+        self.shared
+            .write_once(Single::Create { path: &path }, deadline)
             .await?;
-        match created {
-            Ok(()) | Err(zk::Error::NodeExists) => {}
-            Err(err) => return Err(StrictError::ZooKeeper(err)),
-        }
         // Refuse a znode that is not ours before any operation builds on it.
         self.shared.read(deadline, name, &path).await?;
         Ok(self.shared.handle(name, path))
     }
 
-    /// Opens the counter `name` only if it exists: [`StrictError::NotFound`] otherwise,
-    /// and nothing is created. For readers that must not create counters as a side
-    /// effect (the agent's `GET` route, which any web page can trigger).
-    pub async fn existing_counter(&self, name: &str) -> Result<Counter, StrictError> {
+    /// Opens the counter `name` only if it exists: `Ok(None)` if it does not. Nothing is
+    /// written (one read), so this is the way to look a counter up without creating it.
+    ///
+    /// The answer is ZooKeeper's ordinary read: a counter another client created a moment
+    /// ago may not be visible yet through a server that lags behind.
+    pub async fn existing_counter(&self, name: &str) -> Result<Option<Counter>, StrictError> {
         validate_name(name)?;
         let path = format!("{COUNTERS}/{name}");
-        // Also refuses a znode that is not ours, as `counter` does.
-        self.shared
-            .read(self.shared.deadline(), name, &path)
-            .await?;
-        Ok(self.shared.handle(name, path))
+        match self.shared.read(self.shared.deadline(), name, &path).await {
+            Ok(_) => Ok(Some(self.shared.handle(name, path))),
+            Err(StrictError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Deletes the counter `name`. Succeeds if the counter does not exist afterwards,
-    /// including when it never existed.
+    /// including when it never existed. Like every write it carries a receipt: a lost
+    /// reply that cannot be settled before the deadline is [`StrictError::Ambiguous`].
     ///
     /// Deleting a counter that other clients still use is not supported: another process
     /// whose cached version happens to match the version the counter reaches after being
@@ -119,23 +124,21 @@ impl StrictClient {
         let path = format!("{COUNTERS}/{name}");
         let deleted = self
             .shared
-            .idempotent(self.shared.deadline(), move |client| {
-                let path = path.clone();
-                async move { client.delete(&path, None).await }
-            })
-            .await?;
+            .write_once(Single::Delete { path: &path }, self.shared.deadline())
+            .await;
         if let Some(counter) = self.shared.registry().get(name).and_then(Weak::upgrade) {
             counter.epoch.fetch_add(1, Ordering::AcqRel);
         }
-        match deleted {
-            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-            Err(err) => Err(StrictError::ZooKeeper(err)),
+        match deleted? {
+            SingleOutcome::Applied | SingleOutcome::AlreadyThere => Ok(()),
         }
     }
 
-    /// Deletes receipts older than [`StrictOptions::receipt_max_age`] now, instead of
-    /// waiting for the periodic sweep. They belong to operations that gave up (or to
-    /// processes that died) long ago, so no retry can still need them.
+    /// Deletes, now instead of at the periodic sweep, receipts older than both
+    /// [`StrictOptions::receipt_max_age`] and the hold their writer recorded in them.
+    /// They belong to operations that gave up (or to processes that died) long ago, or to
+    /// caller op-ids past their lifetime, so no retry can still need them. Sweeping only
+    /// deletes such receipts, so an error (even `Unavailable`) may follow a partial sweep.
     pub async fn sweep_receipts(&self) -> Result<SweepReport, StrictError> {
         let max_age = self.shared.opts.receipt_max_age;
         let report = self
@@ -144,7 +147,7 @@ impl StrictClient {
                 sweep(&client, max_age).await
             })
             .await?;
-        report.map_err(StrictError::ZooKeeper)
+        report.map_err(StrictError::from)
     }
 
     /// What this client has done so far: operations, batches, conflicts, lost replies
@@ -233,7 +236,7 @@ impl ClientShared {
             Err(zk::Error::NoNode) => Err(StrictError::NotFound {
                 name: name.to_owned(),
             }),
-            Err(err) => Err(StrictError::ZooKeeper(err)),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -320,10 +323,16 @@ async fn maintain(shared: Weak<ClientShared>) {
             && Instant::now() >= at
         {
             next_sweep = Some(Instant::now() + every);
-            if let Ok(handle) = shared.session.client(shared.deadline()).await
-                && let Err(err) = sweep(&handle.client, shared.opts.receipt_max_age).await
-            {
-                tracing::debug!(%err, "receipt sweep failed; the next one will retry");
+            if let Ok(handle) = shared.session.client(shared.deadline()).await {
+                match sweep(&handle.client, shared.opts.receipt_max_age).await {
+                    Ok(report) => {
+                        Stats::bump(&shared.stats.sweeps, 1);
+                        Stats::bump(&shared.stats.receipts_swept, report.deleted as u64);
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "receipt sweep failed; the next one will retry");
+                    }
+                }
             }
         }
     }

@@ -7,8 +7,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::client::ClientShared;
 use crate::combiner::Request;
-use crate::error::StrictError;
+use crate::error::{StrictError, ZooKeeperError, ZooKeeperErrorKind};
 use crate::op::{Op, Outcome, Reply};
+use crate::op_id::OpId;
 
 /// A strict-mode counter: a signed 64-bit integer stored in one ZooKeeper znode.
 ///
@@ -49,20 +50,21 @@ impl Counter {
     /// Fails with [`StrictError::Overflow`], changing nothing, if the result would leave
     /// the `i64` range.
     pub async fn add(&self, delta: i64) -> Result<i64, StrictError> {
-        match self.submit(Op::Add(delta)).await? {
-            Reply::Value(value) => Ok(value),
-            other => Err(unexpected(other)),
-        }
+        value(self.submit(Op::Add(delta), None).await?)
+    }
+
+    /// [`Counter::add`] under a caller-chosen op-id: a retry with the same `op_id` (from
+    /// this process or another client of the same root, within its lifetime, see
+    /// [`OpId`]) returns the original post-value and adds nothing.
+    pub async fn add_with_op_id(&self, delta: i64, op_id: &OpId) -> Result<i64, StrictError> {
+        value(self.submit(Op::Add(delta), Some(op_id.clone())).await?)
     }
 
     /// Reads the value linearizably: the value is confirmed by a quorum transaction
     /// (a `multi` holding only a version check) after it was read, so it is never older
     /// than any operation that completed before this call began.
     pub async fn get(&self) -> Result<i64, StrictError> {
-        match self.submit(Op::Get).await? {
-            Reply::Value(value) => Ok(value),
-            other => Err(unexpected(other)),
-        }
+        value(self.submit(Op::Get, None).await?)
     }
 
     /// Reads the value with ZooKeeper's ordinary guarantee: one local read on the server
@@ -79,22 +81,36 @@ impl Counter {
 
     /// Sets the value to `new` if it is `expected`, linearizably and exactly once.
     pub async fn compare_and_set(&self, expected: i64, new: i64) -> Result<Outcome, StrictError> {
-        match self.submit(Op::Cas { expected, new }).await? {
-            Reply::Cas(outcome) => Ok(outcome),
-            other => Err(unexpected(other)),
-        }
+        cas(self.submit(Op::Cas { expected, new }, None).await?)
+    }
+
+    /// [`Counter::compare_and_set`] under a caller-chosen op-id: a retry with the same
+    /// `op_id` returns the original outcome (`Swapped`, or `Mismatch` with the value seen
+    /// then) and changes nothing.
+    pub async fn compare_and_set_with_op_id(
+        &self,
+        expected: i64,
+        new: i64,
+        op_id: &OpId,
+    ) -> Result<Outcome, StrictError> {
+        cas(self
+            .submit(Op::Cas { expected, new }, Some(op_id.clone()))
+            .await?)
     }
 
     /// Sets the value, linearizably and exactly once (a retried `set` never overwrites
     /// a later write).
     pub async fn set(&self, value: i64) -> Result<(), StrictError> {
-        match self.submit(Op::Set(value)).await? {
-            Reply::Set => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        done(self.submit(Op::Set(value), None).await?)
     }
 
-    async fn submit(&self, op: Op) -> Result<Reply, StrictError> {
+    /// [`Counter::set`] under a caller-chosen op-id: a retry with the same `op_id`
+    /// returns `Ok` without writing again (so it cannot overwrite a later write).
+    pub async fn set_with_op_id(&self, value: i64, op_id: &OpId) -> Result<(), StrictError> {
+        done(self.submit(Op::Set(value), Some(op_id.clone())).await?)
+    }
+
+    async fn submit(&self, op: Op, key: Option<OpId>) -> Result<Reply, StrictError> {
         let (reply, result) = oneshot::channel();
         let unavailable = || StrictError::Unavailable {
             deadline: self.shared.client.opts.op_timeout,
@@ -103,17 +119,39 @@ impl Counter {
         // early unless its task was aborted by a runtime shutting down.
         self.shared
             .queue
-            .send(Request { op, reply })
+            .send(Request { op, key, reply })
             .map_err(|_| unavailable())?;
         result.await.map_err(|_| unavailable())?
     }
 }
 
+fn value(reply: Reply) -> Result<i64, StrictError> {
+    match reply {
+        Reply::Value(value) => Ok(value),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn cas(reply: Reply) -> Result<Outcome, StrictError> {
+    match reply {
+        Reply::Cas(outcome) => Ok(outcome),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn done(reply: Reply) -> Result<(), StrictError> {
+    match reply {
+        Reply::Set => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// A reply of the wrong kind cannot happen: each operation kind has one reply kind.
-/// Reported as a protocol error rather than a panic all the same.
+/// Reported as a typed error rather than a panic all the same.
 fn unexpected(reply: Reply) -> StrictError {
     tracing::error!(?reply, "combiner returned a reply of the wrong kind");
-    StrictError::ZooKeeper(zookeeper_client::Error::UnexpectedError(format!(
-        "unexpected reply {reply:?}"
-    )))
+    StrictError::ZooKeeper(ZooKeeperError::new(
+        ZooKeeperErrorKind::Other,
+        format!("unexpected reply {reply:?}"),
+    ))
 }

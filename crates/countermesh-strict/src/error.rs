@@ -1,6 +1,9 @@
-//! The typed error every strict-mode operation returns.
+//! The typed errors every strict-mode operation returns.
 
+use std::fmt;
 use std::time::Duration;
+
+use zookeeper_client as zk;
 
 /// Why a strict-mode operation failed.
 ///
@@ -15,6 +18,16 @@ pub enum StrictError {
     InvalidName {
         /// The rejected name.
         name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// A caller-supplied op-id ([`crate::OpId`]) is not acceptable. Nothing was sent to
+    /// ZooKeeper.
+    #[error("invalid op-id {op_id:?}: {reason}")]
+    InvalidOpId {
+        /// The rejected op-id.
+        op_id: String,
         /// Which rule it broke.
         reason: &'static str,
     },
@@ -40,9 +53,9 @@ pub enum StrictError {
         delta: i64,
     },
 
-    /// The znode's data is not in this crate's encoding (exactly 8 bytes, a big-endian
-    /// two's-complement `i64`). The znode was left as it is.
-    #[error("znode {path} holds {len} bytes, not an 8-byte big-endian i64")]
+    /// The znode's data is not in this crate's encoding (a counter holds exactly 8 bytes,
+    /// a big-endian two's-complement `i64`). The znode was left as it is. No effect.
+    #[error("znode {path} holds {len} bytes that are not in this crate's encoding")]
     Corrupt {
         /// The offending znode, relative to the client's root.
         path: String,
@@ -56,6 +69,15 @@ pub enum StrictError {
     Conflict {
         /// Attempts made, each one beaten by another writer.
         attempts: u32,
+    },
+
+    /// The caller-supplied op-id was already used, within its lifetime, for a different
+    /// operation on this counter (another kind, or other arguments). This request had no
+    /// effect; the earlier operation keeps its result. Op-ids are per counter.
+    #[error("op-id {op_id:?} was already used for a different operation on this counter")]
+    OpIdReused {
+        /// The op-id.
+        op_id: String,
     },
 
     /// No ZooKeeper quorum could be reached before the operation's deadline, and no write
@@ -73,27 +95,111 @@ pub enum StrictError {
     #[error("ZooKeeper session expired")]
     SessionExpired,
 
-    /// The operation's write was sent, its reply was lost, and ZooKeeper stayed
-    /// unreachable until the deadline, so the retry that would have settled the question
-    /// (through the op-id receipt) never got an answer. The write may or may not have
-    /// taken effect; it is applied at most once either way. With a reachable quorum this
-    /// is never returned.
+    /// The operation's write was sent and its outcome could not be learned before the
+    /// deadline: its reply was lost and ZooKeeper stayed unreachable, so the retry that
+    /// would have settled the question (through the op-id receipt) never got an answer;
+    /// or the receipt proved the write committed but could not be read back. The write
+    /// may or may not have taken effect; it is applied at most once either way. With a
+    /// reachable quorum and untouched receipts this is never returned.
     #[error(
         "outcome unknown: the write was sent but ZooKeeper stayed unreachable for {deadline:?}"
     )]
     Ambiguous {
-        /// The operation's op-id: its receipt znode is `receipts/<op_id>` and exists (until
-        /// swept) exactly when the write took effect.
+        /// The operation's op-id: its receipt znode is `receipts/<op_id>` and exists
+        /// (until swept, [`crate::StrictOptions::receipt_max_age`]) exactly when the write
+        /// took effect.
         op_id: String,
         /// The deadline that ran out.
         deadline: Duration,
     },
 
-    /// ZooKeeper refused the request for a reason this crate does not retry (for
-    /// example missing ACL permissions, or a protocol error). Permission and argument
-    /// errors are rejections with no effect.
+    /// ZooKeeper refused the request for a reason this crate does not retry (missing
+    /// ACL permissions, failed authentication, an argument the server rejects). These
+    /// are rejections with no effect.
     #[error("ZooKeeper error: {0}")]
-    ZooKeeper(#[source] zookeeper_client::Error),
+    ZooKeeper(ZooKeeperError),
+}
+
+/// A ZooKeeper refusal, owned and independent of the client library's error type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ZooKeeperError {
+    kind: ZooKeeperErrorKind,
+    message: String,
+}
+
+/// What kind of refusal a [`ZooKeeperError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ZooKeeperErrorKind {
+    /// The session lacks the ACL permission the request needs (`NoAuth`): for example an
+    /// unauthenticated client on a tree created with creator-only ACLs.
+    NoAuth,
+    /// The server rejected the session's credentials (`AuthFailed`).
+    AuthFailed,
+    /// The ACL asked for cannot be set (`InvalidACL`): creator-only ACLs need an
+    /// authenticated session.
+    InvalidAcl,
+    /// The server rejected an argument (`BadArguments`, `NoChildrenForEphemerals`, …).
+    BadArguments,
+    /// The server does not implement the request (`Unimplemented`).
+    Unimplemented,
+    /// Anything else, described by the message.
+    Other,
+}
+
+impl fmt::Display for ZooKeeperErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoAuth => "not authorized",
+            Self::AuthFailed => "authentication failed",
+            Self::InvalidAcl => "invalid ACL",
+            Self::BadArguments => "bad arguments",
+            Self::Unimplemented => "unimplemented",
+            Self::Other => "error",
+        })
+    }
+}
+
+impl ZooKeeperError {
+    /// The kind of refusal.
+    pub fn kind(&self) -> ZooKeeperErrorKind {
+        self.kind
+    }
+
+    /// The client library's description of it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn new(kind: ZooKeeperErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<zk::Error> for ZooKeeperError {
+    fn from(err: zk::Error) -> Self {
+        let kind = match err {
+            zk::Error::NoAuth => ZooKeeperErrorKind::NoAuth,
+            zk::Error::AuthFailed => ZooKeeperErrorKind::AuthFailed,
+            zk::Error::InvalidAcl => ZooKeeperErrorKind::InvalidAcl,
+            zk::Error::BadArguments(_) | zk::Error::NoChildrenForEphemerals => {
+                ZooKeeperErrorKind::BadArguments
+            }
+            zk::Error::Unimplemented => ZooKeeperErrorKind::Unimplemented,
+            _ => ZooKeeperErrorKind::Other,
+        };
+        Self::new(kind, err.to_string())
+    }
+}
+
+impl From<zk::Error> for StrictError {
+    fn from(err: zk::Error) -> Self {
+        StrictError::ZooKeeper(err.into())
+    }
 }
 
 /// Shorthand for results of this crate.

@@ -28,13 +28,6 @@ pub(crate) enum Op {
     Cas { expected: i64, new: i64 },
 }
 
-impl Op {
-    /// Whether the operation may change the counter, and so needs an op-id receipt.
-    pub(crate) fn mutates(self) -> bool {
-        !matches!(self, Op::Get)
-    }
-}
-
 /// The successful result of one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reply {
@@ -46,41 +39,68 @@ pub(crate) enum Reply {
     Cas(Outcome),
 }
 
-/// Applies `ops` in order to `base`: returns the final value and one result per op.
+impl Op {
+    /// Whether the operation may change the counter, and so needs an op-id receipt.
+    pub(crate) fn mutates(self) -> bool {
+        !matches!(self, Op::Get)
+    }
+
+    /// Applies this one operation to `value`: the value afterwards and the operation's
+    /// result. A failing add (overflow) leaves the value as it was.
+    pub(crate) fn apply_to(self, value: i64) -> (i64, Result<Reply, StrictError>) {
+        match self {
+            Op::Add(delta) => match value.checked_add(delta) {
+                Some(next) => (next, Ok(Reply::Value(next))),
+                None => (
+                    value,
+                    Err(StrictError::Overflow {
+                        current: value,
+                        delta,
+                    }),
+                ),
+            },
+            Op::Get => (value, Ok(Reply::Value(value))),
+            Op::Set(new) => (new, Ok(Reply::Set)),
+            Op::Cas { expected, new } if value == expected => {
+                (new, Ok(Reply::Cas(Outcome::Swapped)))
+            }
+            Op::Cas { .. } => (value, Ok(Reply::Cas(Outcome::Mismatch { actual: value }))),
+        }
+    }
+}
+
+/// One operation's place in an applied batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// The value right before this operation.
+    pub(crate) pre: i64,
+    /// The operation's result.
+    pub(crate) result: Result<Reply, StrictError>,
+}
+
+/// Applies `ops` in order to `base`: returns the final value and, per op, the value it
+/// saw and its result.
 ///
 /// An add that would overflow fails alone with [`StrictError::Overflow`] and leaves the
 /// running value as it was, so the other operations of the batch are unaffected.
-pub(crate) fn apply(base: i64, ops: &[Op]) -> (i64, Vec<Result<Reply, StrictError>>) {
+pub(crate) fn apply_steps(base: i64, ops: &[Op]) -> (i64, Vec<Step>) {
     let mut value = base;
-    let results = ops
+    let steps = ops
         .iter()
-        .map(|&op| match op {
-            Op::Add(delta) => match value.checked_add(delta) {
-                Some(next) => {
-                    value = next;
-                    Ok(Reply::Value(next))
-                }
-                None => Err(StrictError::Overflow {
-                    current: value,
-                    delta,
-                }),
-            },
-            Op::Get => Ok(Reply::Value(value)),
-            Op::Set(new) => {
-                value = new;
-                Ok(Reply::Set)
-            }
-            Op::Cas { expected, new } => {
-                if value == expected {
-                    value = new;
-                    Ok(Reply::Cas(Outcome::Swapped))
-                } else {
-                    Ok(Reply::Cas(Outcome::Mismatch { actual: value }))
-                }
-            }
+        .map(|op| {
+            let pre = value;
+            let (next, result) = op.apply_to(value);
+            value = next;
+            Step { pre, result }
         })
         .collect();
-    (value, results)
+    (value, steps)
+}
+
+/// Applies `ops` in order to `base`: returns the final value and one result per op.
+pub(crate) fn apply(base: i64, ops: &[Op]) -> (i64, Vec<Result<Reply, StrictError>>) {
+    let (end, steps) = apply_steps(base, ops);
+    (end, steps.into_iter().map(|step| step.result).collect())
 }
 
 #[cfg(test)]

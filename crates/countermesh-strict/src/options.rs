@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::StrictError;
+use crate::security::{AclPolicy, Credentials, TlsConfig};
 
 /// Options for [`crate::StrictClient::connect`].
 ///
@@ -40,13 +41,25 @@ pub struct StrictOptions {
     /// How often the background task deletes finished receipts that no write carried
     /// away. Default 500 ms.
     pub receipt_flush_interval: Duration,
-    /// Receipts older than this (by ZooKeeper's clock) are orphans: their operation gave
-    /// up long ago, so deleting them cannot let a retry apply twice. Must exceed twice
+    /// How long every receipt this client writes is kept, by ZooKeeper's clock: it is
+    /// recorded in the receipt, and no client's sweep deletes it earlier, whatever that
+    /// client's own settings. It is also the lifetime of a caller-chosen
+    /// [`crate::OpId`]: within it a retry returns the original result. This client's sweep
+    /// deletes receipts older than both this and their recorded hold. Must exceed twice
     /// `op_timeout`. Default 10 minutes.
     pub receipt_max_age: Duration,
     /// How often the background task sweeps orphaned receipts; `None` turns the periodic
     /// sweep off ([`crate::StrictClient::sweep_receipts`] still works). Default 5 minutes.
     pub sweep_interval: Option<Duration>,
+    /// Credentials to authenticate with (digest, or SASL with the `sasl` feature).
+    /// Default none.
+    pub credentials: Option<Credentials>,
+    /// TLS to ZooKeeper's secure client port (needs the `tls` feature). Default none
+    /// (plain TCP).
+    pub tls: Option<TlsConfig>,
+    /// The ACL of every znode this client creates. Default [`AclPolicy::Auto`]:
+    /// creator-only when `credentials` are set, else open to anyone.
+    pub acl: AclPolicy,
 }
 
 impl Default for StrictOptions {
@@ -62,6 +75,9 @@ impl Default for StrictOptions {
             receipt_flush_interval: Duration::from_millis(500),
             receipt_max_age: Duration::from_secs(600),
             sweep_interval: Some(Duration::from_secs(300)),
+            credentials: None,
+            tls: None,
+            acl: AclPolicy::Auto,
         }
     }
 }
@@ -127,6 +143,34 @@ impl StrictOptions {
     #[must_use]
     pub fn with_sweep_interval(mut self, interval: Option<Duration>) -> Self {
         self.sweep_interval = interval;
+        self
+    }
+
+    /// Sets [`StrictOptions::receipt_flush_interval`].
+    #[must_use]
+    pub fn with_receipt_flush_interval(mut self, interval: Duration) -> Self {
+        self.receipt_flush_interval = interval;
+        self
+    }
+
+    /// Sets [`StrictOptions::credentials`].
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Sets [`StrictOptions::tls`].
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`StrictOptions::acl`].
+    #[must_use]
+    pub fn with_acl(mut self, acl: AclPolicy) -> Self {
+        self.acl = acl;
         self
     }
 

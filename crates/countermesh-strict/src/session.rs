@@ -13,6 +13,7 @@ use zookeeper_client as zk;
 
 use crate::error::StrictError;
 use crate::options::StrictOptions;
+use crate::security::Security;
 
 /// Where counters live, relative to the client's root (its chroot).
 pub(crate) const COUNTERS: &str = "/counters";
@@ -66,7 +67,7 @@ pub(crate) fn classify(err: zk::Error) -> Failure {
         zk::Error::SessionMoved | zk::Error::Throttled | zk::Error::NotReadOnly | zk::Error::NoHosts => {
             Failure::Refused
         }
-        other => Failure::Fatal(StrictError::ZooKeeper(other)),
+        other => Failure::Fatal(other.into()),
     }
 }
 
@@ -77,6 +78,7 @@ pub(crate) struct Session {
     chroot: Option<String>,
     session_timeout: Duration,
     reconnect_on_expiry: bool,
+    security: Security,
     current: Mutex<Current>,
     // Serializes reconnects so that many failing operations open one session, not many.
     reconnecting: tokio::sync::Mutex<()>,
@@ -94,6 +96,7 @@ impl Session {
     pub(crate) async fn open(
         connect_string: &str,
         opts: &StrictOptions,
+        security: Security,
     ) -> Result<Self, StrictError> {
         let (hosts, chroot) = split_chroot(connect_string)?;
         let session = Session {
@@ -101,6 +104,7 @@ impl Session {
             chroot: chroot.map(str::to_owned),
             session_timeout: opts.session_timeout,
             reconnect_on_expiry: opts.reconnect_on_expiry,
+            security,
             current: Mutex::new(Current {
                 generation: 0,
                 client: None,
@@ -223,26 +227,64 @@ impl Session {
     async fn try_establish(&self) -> Result<zk::Client, Failure> {
         // Fail eagerly: one pass over the hosts, then back to our own loop, which knows
         // the operation's deadline.
-        let client = zk::Client::connector()
+        let connector = zk::Client::connector()
             .with_session_timeout(self.session_timeout)
-            .with_fail_eagerly()
-            .connect(&self.hosts)
+            .with_fail_eagerly();
+        let client = self
+            .security
+            .connect(connector, &self.hosts)
             .await
             .map_err(classify)?;
-        let dir = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let mode = self.security.create_mode();
         let client = match &self.chroot {
             Some(root) => {
-                client.mkdir(root, &dir).await.map_err(mkdir_failure)?;
+                ensure_path(&client, root, &mode).await?;
                 client.chroot(root.as_str()).map_err(|_| {
                     Failure::Fatal(StrictError::InvalidConfig("invalid chroot path"))
                 })?
             }
             None => client,
         };
-        client.mkdir(COUNTERS, &dir).await.map_err(mkdir_failure)?;
-        client.mkdir(RECEIPTS, &dir).await.map_err(mkdir_failure)?;
+        ensure_path(&client, COUNTERS, &mode).await?;
+        ensure_path(&client, RECEIPTS, &mode).await?;
         Ok(client)
     }
+}
+
+/// Creates the missing components of `path`, deepest last. Existing components are only
+/// looked at (`exists` needs no permission), never written to: a root whose ancestors
+/// this client may not write to, such as a chroot an administrator created under an
+/// ACL-protected parent, works.
+async fn ensure_path(
+    client: &zk::Client,
+    path: &str,
+    mode: &zk::CreateOptions<'_>,
+) -> Result<(), Failure> {
+    let mut missing = Vec::new();
+    let mut current = path;
+    while current != "/" && !current.is_empty() {
+        if client
+            .check_stat(current)
+            .await
+            .map_err(mkdir_failure)?
+            .is_some()
+        {
+            break;
+        }
+        missing.push(current);
+        current = match current.rfind('/') {
+            Some(0) => "/",
+            Some(i) => &current[..i],
+            None => "",
+        };
+    }
+    for dir in missing.into_iter().rev() {
+        match client.create(dir, &[], mode).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            Err(err) => return Err(mkdir_failure(err)),
+        }
+    }
+    Ok(())
 }
 
 fn mkdir_failure(err: zk::Error) -> Failure {

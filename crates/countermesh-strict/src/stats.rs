@@ -1,6 +1,7 @@
 //! Counters of what the client did, for tests, benchmarks and dashboards.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A snapshot of [`crate::StrictClient::stats`]. Every field counts since `connect`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,6 +24,13 @@ pub struct StrictStats {
     pub lost_replies_unresolved: u64,
     /// Sessions opened after the first one expired.
     pub sessions_renewed: u64,
+    /// Background receipt sweeps that completed.
+    pub sweeps: u64,
+    /// Receipts those sweeps deleted (orphans, and op-id receipts past their lifetime).
+    pub receipts_swept: u64,
+    /// Time combiners spent waiting for ZooKeeper to answer their transactions. Against
+    /// the callers' own latency, it shows what the client adds on top of ZooKeeper.
+    pub commit_wait: Duration,
 }
 
 /// The live counters behind [`StrictStats`].
@@ -34,6 +42,9 @@ pub(crate) struct Stats {
     pub(crate) lost_replies: AtomicU64,
     pub(crate) lost_replies_committed: AtomicU64,
     pub(crate) lost_replies_unresolved: AtomicU64,
+    pub(crate) sweeps: AtomicU64,
+    pub(crate) receipts_swept: AtomicU64,
+    pub(crate) commit_wait_ns: AtomicU64,
 }
 
 impl Stats {
@@ -51,6 +62,9 @@ impl Stats {
             lost_replies_committed: get(&self.lost_replies_committed),
             lost_replies_unresolved: get(&self.lost_replies_unresolved),
             sessions_renewed,
+            sweeps: get(&self.sweeps),
+            receipts_swept: get(&self.receipts_swept),
+            commit_wait: Duration::from_nanos(get(&self.commit_wait_ns)),
         }
     }
 }

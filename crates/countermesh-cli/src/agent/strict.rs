@@ -148,7 +148,14 @@ impl StrictState {
         }
         let counter = match mode {
             Open::OrCreate => client.counter(name).await?,
-            Open::Existing => client.existing_counter(name).await?,
+            Open::Existing => {
+                client
+                    .existing_counter(name)
+                    .await?
+                    .ok_or_else(|| StrictError::NotFound {
+                        name: name.to_owned(),
+                    })?
+            }
         };
         let mut counters = lock(&self.inner.counters);
         if counters.len() >= MAX_CACHED_COUNTERS {

@@ -10,11 +10,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::four_letter::{Mode, mode};
+use super::pki::TestPki;
+use super::seed::{SeedZnode, write_txn_log};
 
 /// Where Debian's `zookeeper` package puts the server jar.
 const ZOOKEEPER_JAR: &str = "/usr/share/java/zookeeper.jar";
 /// A logging backend for the server's slf4j calls, from Debian's `libslf4j-java`.
 const SLF4J_JAR: &str = "/usr/share/java/slf4j-simple.jar";
+/// Netty jars the TLS server needs besides those the ZooKeeper jar's manifest names
+/// (Debian's manifest leaves out the codec, which has the TLS handler's base class).
+const NETTY_TLS_JARS: [&str; 2] = [
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-resolver.jar",
+];
 /// How long a fresh server or ensemble may take to serve requests.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many times a start is tried with fresh ports before giving up.
@@ -22,6 +30,7 @@ const START_ATTEMPTS: usize = 3;
 
 /// How to run the servers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterConfig {
     /// Number of servers: 1 is a standalone server, 3 or more an ensemble.
     pub servers: usize,
@@ -30,6 +39,17 @@ pub struct ClusterConfig {
     pub tick_time_ms: u32,
     /// The JVM heap limit per server, in MiB.
     pub heap_mb: u32,
+    /// Whether the servers also listen on a TLS port (`secureClientPort`, Netty): the
+    /// harness generates a CA, a server certificate and a client certificate
+    /// ([`ZkCluster::pki`]). Clients must present a certificate the CA signed, and its
+    /// subject becomes an `x509` identity usable in ACLs.
+    pub tls: bool,
+    /// Users the servers accept for SASL DIGEST-MD5 (`SASLAuthenticationProvider` with a
+    /// JAAS `Server` section), as `(user, password)`.
+    pub sasl_users: Vec<(String, String)>,
+    /// Znodes the servers start with, replayed from a crafted transaction log (see
+    /// [`SeedZnode`]).
+    pub seed: Vec<SeedZnode>,
 }
 
 impl ClusterConfig {
@@ -39,6 +59,9 @@ impl ClusterConfig {
             servers: 1,
             tick_time_ms: 500,
             heap_mb: 256,
+            tls: false,
+            sasl_users: Vec::new(),
+            seed: Vec::new(),
         }
     }
 
@@ -49,6 +72,27 @@ impl ClusterConfig {
             ..Self::standalone()
         }
     }
+
+    /// Adds a TLS port to every server (see [`ClusterConfig::tls`]).
+    #[must_use]
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Accepts `user` with `password` for SASL DIGEST-MD5.
+    #[must_use]
+    pub fn with_sasl_user(mut self, user: &str, password: &str) -> Self {
+        self.sasl_users.push((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Starts the servers with `nodes` already in their tree.
+    #[must_use]
+    pub fn with_seed(mut self, nodes: Vec<SeedZnode>) -> Self {
+        self.seed = nodes;
+        self
+    }
 }
 
 /// Running ZooKeeper servers; dropping this kills them and removes their directories.
@@ -56,6 +100,7 @@ impl ClusterConfig {
 pub struct ZkCluster {
     root: PathBuf,
     config: ClusterConfig,
+    pki: Option<TestPki>,
     servers: Vec<Server>,
 }
 
@@ -63,6 +108,7 @@ pub struct ZkCluster {
 struct Server {
     dir: PathBuf,
     client_port: u16,
+    secure_port: u16,
     child: Option<Child>,
     paused: bool,
 }
@@ -112,25 +158,35 @@ impl ZkCluster {
     /// Lays out directories and configuration files on fresh ports.
     fn create(config: ClusterConfig) -> io::Result<Self> {
         let root = unique_temp_dir()?;
-        let ports = free_ports(config.servers * 3)?;
+        let ports = free_ports(config.servers * 4)?;
         let mut quorum = String::new();
         if config.servers > 1 {
             for i in 0..config.servers {
-                let (peer, election) = (ports[3 * i + 1], ports[3 * i + 2]);
+                let (peer, election) = (ports[4 * i + 1], ports[4 * i + 2]);
                 quorum.push_str(&format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1));
             }
         }
+        let pki = config.tls.then(TestPki::generate).transpose()?;
+        let shared = shared_settings(&root, &config, pki.as_ref())?;
         let mut servers = Vec::with_capacity(config.servers);
         for i in 0..config.servers {
             let dir = root.join(format!("server{}", i + 1));
             let data = dir.join("data");
             fs::create_dir_all(&data)?;
             fs::write(data.join("myid"), format!("{}\n", i + 1))?;
-            let client_port = ports[3 * i];
+            if !config.seed.is_empty() {
+                write_txn_log(&data, &config.seed)?;
+            }
+            let (client_port, secure_port) = (ports[4 * i], ports[4 * i + 3]);
+            let secure = if pki.is_some() {
+                format!("secureClientPort={secure_port}\nsecureClientPortAddress=127.0.0.1\n")
+            } else {
+                String::new()
+            };
             let cfg = format!(
                 "tickTime={tick}\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={client_port}\n\
                  clientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
-                 maxClientCnxns=0\n{quorum}",
+                 maxClientCnxns=0\n{secure}{shared}{quorum}",
                 tick = config.tick_time_ms,
                 data = data.display(),
             );
@@ -138,6 +194,7 @@ impl ZkCluster {
             servers.push(Server {
                 dir,
                 client_port,
+                secure_port,
                 child: None,
                 paused: false,
             });
@@ -145,6 +202,7 @@ impl ZkCluster {
         Ok(Self {
             root,
             config,
+            pki,
             servers,
         })
     }
@@ -159,18 +217,36 @@ impl ZkCluster {
 
     fn spawn(&mut self, index: usize) -> io::Result<()> {
         let heap = self.config.heap_mb;
+        let mut classpath = vec![ZOOKEEPER_JAR, SLF4J_JAR];
+        if self.config.tls {
+            classpath.extend(NETTY_TLS_JARS);
+        }
+        let mut command = Command::new("java");
+        command
+            .arg(format!("-Xmx{heap}m"))
+            // Fewer GC threads: this machine has two cores shared by several servers.
+            .arg("-XX:+UseSerialGC")
+            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn");
+        if !self.config.sasl_users.is_empty() {
+            let jaas = self.root.join("jaas.conf");
+            command.arg(format!(
+                "-Djava.security.auth.login.config={}",
+                jaas.display()
+            ));
+        }
+        if !self.config.seed.is_empty() {
+            // The seed is a transaction log without a snapshot, which the server only
+            // replays when told to trust an empty snapshot.
+            command.arg("-Dzookeeper.snapshot.trust.empty=true");
+        }
         let server = &mut self.servers[index];
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(server.dir.join("server.log"))?;
-        let child = Command::new("java")
-            .arg(format!("-Xmx{heap}m"))
-            // Fewer GC threads: this machine has two cores shared by several servers.
-            .arg("-XX:+UseSerialGC")
-            .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        let child = command
             .arg("-cp")
-            .arg(format!("{ZOOKEEPER_JAR}:{SLF4J_JAR}"))
+            .arg(classpath.join(":"))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(server.dir.join("zoo.cfg"))
             .stdin(Stdio::null())
@@ -208,6 +284,27 @@ impl ZkCluster {
     /// The connect string naming only server `index`.
     pub fn server_connect_string(&self, index: usize) -> String {
         self.client_addr(index).to_string()
+    }
+
+    /// The TLS address of server `index` (meaningful with [`ClusterConfig::tls`]).
+    pub fn secure_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.servers[index].secure_port))
+    }
+
+    /// The connect string naming every server's TLS port, `None` without TLS.
+    pub fn secure_connect_string(&self) -> Option<String> {
+        self.pki.as_ref()?;
+        Some(
+            (0..self.len())
+                .map(|i| self.secure_addr(i).to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+
+    /// The certificates of a cluster started with [`ClusterConfig::tls`].
+    pub fn pki(&self) -> Option<&TestPki> {
+        self.pki.as_ref()
     }
 
     /// The operating-system process id of server `index`, if it runs.
@@ -366,6 +463,51 @@ impl Drop for ZkCluster {
         }
         let _ = fs::remove_dir_all(&self.root);
     }
+}
+
+/// Writes the files every server shares (certificates, JAAS) into `root` and returns the
+/// configuration lines that use them.
+fn shared_settings(
+    root: &Path,
+    config: &ClusterConfig,
+    pki: Option<&TestPki>,
+) -> io::Result<String> {
+    let mut settings = String::new();
+    if let Some(pki) = pki {
+        let keystore = root.join("server-keystore.pem");
+        let truststore = root.join("ca.pem");
+        fs::write(
+            &keystore,
+            format!("{}{}", pki.server_key_pem, pki.server_cert_pem),
+        )?;
+        fs::write(&truststore, &pki.ca_pem)?;
+        settings.push_str(&format!(
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+             ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+             ssl.clientAuth=need\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+            keystore.display(),
+            truststore.display(),
+        ));
+    }
+    if !config.sasl_users.is_empty() {
+        let users: String = config
+            .sasl_users
+            .iter()
+            .map(|(user, password)| format!("\n  user_{user}=\"{password}\""))
+            .collect();
+        fs::write(
+            root.join("jaas.conf"),
+            format!(
+                "Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required{users};\n}};\n"
+            ),
+        )?;
+        settings.push_str(
+            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+        );
+    }
+    Ok(settings)
 }
 
 /// Binds `n` listeners on loopback port 0 at once (so the ports differ), then frees them.

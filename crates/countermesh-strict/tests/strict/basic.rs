@@ -1,14 +1,13 @@
 //! The API's semantics on a standalone server: values, CAS outcomes, set, delete,
 //! combining, receipt cleanup.
 
-use countermesh_strict::harness::ClusterConfig;
 use countermesh_strict::{Outcome, StrictClient};
 
-use crate::support::{options, start};
+use crate::support::{options, shared_standalone};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_have_their_documented_results() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
+    let zk = shared_standalone().await?;
     let client =
         StrictClient::connect(&format!("{}/countermesh", zk.connect_string()), options()).await?;
     let tickets = client.counter("tickets").await?;
@@ -57,8 +56,9 @@ async fn operations_have_their_documented_results() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_are_combined_and_each_gets_its_own_value() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
-    let client = StrictClient::connect(&zk.connect_string(), options()).await?;
+    let zk = shared_standalone().await?;
+    let client =
+        StrictClient::connect(&format!("{}/combining", zk.connect_string()), options()).await?;
     let hits = client.counter("hits").await?;
     let mut tasks = Vec::new();
     for _ in 0..64 {

@@ -2,18 +2,17 @@
 
 use std::sync::Arc;
 
-use countermesh_strict::harness::ClusterConfig;
 use countermesh_strict::{Outcome, StrictClient};
 use tokio::sync::Barrier;
 
-use crate::support::{options, start};
+use crate::support::{options, shared_standalone};
 
 const CLIENTS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_clients_times_a_thousand_adds_give_the_exact_total() -> anyhow::Result<()> {
     const ADDS: usize = 1000;
-    let zk = start(ClusterConfig::standalone()).await?;
+    let zk = shared_standalone().await?;
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
@@ -50,7 +49,7 @@ async fn eight_clients_times_a_thousand_adds_give_the_exact_total() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_and_set_races_have_exactly_one_winner() -> anyhow::Result<()> {
     const ROUNDS: i64 = 40;
-    let zk = start(ClusterConfig::standalone()).await?;
+    let zk = shared_standalone().await?;
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {

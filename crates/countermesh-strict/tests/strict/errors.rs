@@ -6,17 +6,13 @@ use countermesh_strict::harness::ClusterConfig;
 use countermesh_strict::{StrictClient, StrictError, StrictOptions};
 use zookeeper_client as zk;
 
-use crate::support::{blocking, options, start};
-
-/// A raw ZooKeeper client, to tamper with the tree behind the strict client's back.
-async fn raw(connect: &str) -> anyhow::Result<zk::Client> {
-    Ok(zk::Client::connect(connect).await?)
-}
+use crate::support::{blocking, options, raw, shared_standalone, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_names_are_rejected_before_zookeeper_is_asked() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
-    let client = StrictClient::connect(&zk.connect_string(), options()).await?;
+    let zk = shared_standalone().await?;
+    let connect = format!("{}/names", zk.connect_string());
+    let client = StrictClient::connect(&connect, options()).await?;
     for name in [
         "",
         ".",
@@ -41,7 +37,7 @@ async fn bad_names_are_rejected_before_zookeeper_is_asked() -> anyhow::Result<()
             "{name:?}"
         );
     }
-    let raw = raw(&zk.connect_string()).await?;
+    let raw = raw(&connect).await?;
     assert_eq!(raw.list_children("/counters").await?, Vec::<String>::new());
     for bad in ["", "127.0.0.1:1,", "127.0.0.1:1/cm/", "127.0.0.1:1//x"] {
         assert!(
@@ -57,8 +53,9 @@ async fn bad_names_are_rejected_before_zookeeper_is_asked() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overflow_is_an_error_and_changes_nothing() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
-    let client = StrictClient::connect(&zk.connect_string(), options()).await?;
+    let zk = shared_standalone().await?;
+    let client =
+        StrictClient::connect(&format!("{}/overflow", zk.connect_string()), options()).await?;
     let c = client.counter("edge").await?;
     c.set(i64::MAX - 1).await?;
     assert_eq!(c.add(1).await?, i64::MAX);
@@ -99,7 +96,7 @@ async fn overflow_is_an_error_and_changes_nothing() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_znode_data_is_reported_as_corrupt() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
+    let zk = shared_standalone().await?;
     let client = StrictClient::connect(&format!("{}/cm", zk.connect_string()), options()).await?;
     let raw = raw(&zk.connect_string()).await?;
     let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
@@ -214,7 +211,7 @@ async fn an_expired_session_is_replaced_or_reported() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_are_deleted_and_orphans_swept() -> anyhow::Result<()> {
-    let zk = start(ClusterConfig::standalone()).await?;
+    let zk = shared_standalone().await?;
     let opts = StrictOptions::default()
         .with_op_timeout(Duration::from_secs(1))
         .with_receipt_max_age(Duration::from_millis(2500))

@@ -4,9 +4,15 @@
 // which the test runner shows for failures and with --nocapture.
 #![allow(clippy::print_stdout)]
 
+mod ambiguity;
 mod basic;
 mod checker;
 mod concurrency;
 mod errors;
+mod expiry;
 mod faults;
+mod op_ids;
+mod security;
 mod support;
+mod sweep;
+mod wrap;

@@ -1,14 +1,15 @@
 //! Shared helpers: seeds, ZooKeeper clusters, client options and history recording.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
-use countermesh_strict::harness::{ClusterConfig, ZkCluster};
+use countermesh_strict::harness::{ClusterConfig, FaultProxy, ZkCluster};
 use countermesh_strict::{Outcome, StrictError, StrictOptions};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
+use zookeeper_client as zk;
 
 use crate::checker::{Call, Op, Ret};
 
@@ -34,11 +35,62 @@ pub(crate) async fn start(config: ClusterConfig) -> anyhow::Result<ZkCluster> {
         .context("starting ZooKeeper")
 }
 
+/// A standalone server shared by the tests that neither stop nor pause it (each works
+/// under its own root path). It is stopped when the last test holding it drops it, and
+/// started again by the next one that needs it.
+pub(crate) async fn shared_standalone() -> anyhow::Result<Arc<ZkCluster>> {
+    static SHARED: Mutex<Weak<ZkCluster>> = Mutex::new(Weak::new());
+    // One start at a time, so that two tests do not both start a server.
+    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _starting = STARTING.lock().await;
+    let running = SHARED.lock().unwrap_or_else(|e| e.into_inner()).upgrade();
+    if let Some(zk) = running {
+        return Ok(zk);
+    }
+    let zk = Arc::new(start(ClusterConfig::standalone()).await?);
+    *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(&zk);
+    Ok(zk)
+}
+
 /// Runs a blocking harness call (kill, restart, pause…) off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> anyhow::Result<T> {
     Ok(tokio::task::spawn_blocking(f).await?)
+}
+
+/// Starts a fault proxy in front of server `index`.
+pub(crate) fn proxy(zk: &ZkCluster, index: usize) -> anyhow::Result<FaultProxy> {
+    FaultProxy::start(zk.client_addr(index)).context("starting the fault proxy")
+}
+
+/// A raw ZooKeeper client, to look at or tamper with the tree behind the strict
+/// client's back.
+pub(crate) async fn raw(connect: &str) -> anyhow::Result<zk::Client> {
+    Ok(zk::Client::connect(connect).await?)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub(crate) async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await? {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("condition not met within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The children of `/receipts` under a raw client's root.
+pub(crate) async fn receipts(raw: &zk::Client) -> anyhow::Result<Vec<String>> {
+    Ok(raw.list_children("/receipts").await?)
 }
 
 /// Client options for tests: short session timeout so faults show quickly.
