@@ -262,3 +262,57 @@ fn a_node_restored_with_pruned_actors_entries_stays_exact() {
     churn.converge(Duration::from_secs(10));
     churn.assert_no_double_fold();
 }
+
+/// A restarted node knows its previous incarnation is gone (it restored that
+/// incarnation's data directory), so it prunes it after `after_replaced` even when it is
+/// the pruner itself and never saw that incarnation's member replaced. Before this, such
+/// a node (one that drew the lowest actor id) waited `after_down` (an hour by default).
+/// Alone, the node needs nobody's seal, so the fold happens at its next prune check.
+#[test]
+fn a_restarted_pruner_prunes_its_own_previous_incarnation_after_replaced() {
+    use countermesh_core::{ActorId, Node, NodeId, Restored, Store, StoredEntry};
+    let seed = seed_from_env(0x51);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let previous = ActorId::random(&mut rng);
+    let me = ActorId::random(&mut rng);
+    let restored = Restored {
+        actor: previous,
+        local_version: 2,
+        entries: vec![
+            StoredEntry {
+                name: "orders".into(),
+                actor: previous,
+                version: 1,
+                p: 10,
+                n: 0,
+            },
+            StoredEntry {
+                name: "views".into(),
+                actor: previous,
+                version: 2,
+                p: 5,
+                n: 1,
+            },
+        ],
+        watermarks: Vec::new(),
+    };
+    let store = Store::restore(&restored, me, seed, countermesh_core::Limits::default())
+        .expect("a valid directory restores");
+    let now = std::time::Instant::now();
+    let id = NodeId::new("127.0.0.1:7000".parse().expect("address"), me, 1);
+    let mut node = Node::new(config(), id, store, seed, now).expect("valid node");
+    // Twice `after_replaced` (3 s) of timers; far below `after_down` (40 s).
+    let end = now + Duration::from_secs(6);
+    while let Some(at) = node.poll_timeout().filter(|&at| at <= end) {
+        node.handle_timeout(at);
+        while node.poll_transmit().is_some() {}
+        while node.poll_event().is_some() {}
+    }
+    let tombstone = node.store().tombstone(previous);
+    assert!(
+        tombstone.is_some(),
+        "the previous incarnation was not pruned within 2 × after_replaced (seed {seed})"
+    );
+    assert_eq!(node.store().value("orders"), Some(10), "seed {seed}");
+    assert_eq!(node.store().value("views"), Some(4), "seed {seed}");
+}

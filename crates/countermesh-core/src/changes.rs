@@ -258,6 +258,7 @@ impl Store {
             store.actors.raise_watermark(actor, watermark);
         }
         store.complete_sinks();
+        store.previous_incarnation = Some(restored.actor);
         store.removed.clear();
         store.retired.clear();
         store.taken_watermarks = (0..store.actors.capacity())

@@ -304,7 +304,16 @@ impl Node {
         let mut rng = SmallRng::seed_from_u64(seed);
         let swim_rng = SmallRng::seed_from_u64(rng.next_u64());
         let swim = Foca::new(id.clone(), validated.swim, swim_rng, SwimCodec);
-        let pruner = config.prune.map(Pruner::new);
+        let mut pruner = config.prune.map(Pruner::new);
+        // This process replaced the incarnation whose data directory it restored: that
+        // actor is certainly gone, and no member may ever carry it again, so it is
+        // prunable after `after_replaced` like any restarted member's old actor. Without
+        // this, a restarted node that happens to draw the lowest actor id (and so becomes
+        // the pruner) would wait `after_down` for its own previous incarnation, since it
+        // never sees that incarnation's member replaced.
+        if let (Some(pruner), Some(previous)) = (pruner.as_mut(), store.previous_incarnation) {
+            pruner.on_replaced_here(previous, now);
+        }
         let mut member_index = MemberIndex::new();
         member_index.insert(&id);
         Ok(Self {

@@ -137,6 +137,19 @@ impl Pruner {
         departure.id = Some(old.clone());
     }
 
+    /// This process restored the data directory of `actor`, its own previous
+    /// incarnation, which is therefore gone.
+    pub(crate) fn on_replaced_here(&mut self, actor: ActorId, now: Instant) {
+        self.departed.insert(
+            actor,
+            Departure {
+                id: None,
+                since: now,
+                replaced: true,
+            },
+        );
+    }
+
     /// `id` is up: whatever was thought of its actor, it is alive.
     pub(crate) fn on_up(&mut self, id: &NodeId) {
         self.departed.remove(&id.actor());

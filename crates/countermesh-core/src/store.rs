@@ -284,6 +284,9 @@ pub struct Store {
     pub(crate) retired: Vec<ActorId>,
     /// Slots holding a sink's reserved records rather than a counter.
     hidden_slots: usize,
+    /// The actor of the incarnation whose data directory this store was restored from:
+    /// certainly gone, since this process replaced it (see `Node::new`).
+    pub(crate) previous_incarnation: Option<ActorId>,
 }
 
 impl Store {
@@ -311,6 +314,7 @@ impl Store {
             removed: Vec::new(),
             retired: Vec::new(),
             hidden_slots: 0,
+            previous_incarnation: None,
         }
     }
 

@@ -96,6 +96,13 @@ impl Disk {
         for &(actor, version) in &changes.watermarks {
             self.watermarks.insert(actor, version);
         }
+        // As the runtime's storage does: removals after writes, so a removal wins.
+        for (name, actor) in &changes.removed {
+            self.entries.remove(&(name.clone(), *actor));
+        }
+        for actor in &changes.retired {
+            self.watermarks.remove(actor);
+        }
         self.local_version = self.local_version.max(changes.local_version);
     }
 
