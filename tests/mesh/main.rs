@@ -9,6 +9,7 @@ mod bad_input;
 mod convergence;
 mod hardening;
 mod partition;
+mod pruning;
 mod restart;
 mod security;
 mod support;

@@ -7,7 +7,9 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use countermesh::{CertificateAuthority, FaultController, MemberState, Mesh, MeshError, TlsConfig};
+use countermesh::{
+    CertificateAuthority, FaultController, MemberState, Mesh, MeshError, PruneConfig, TlsConfig,
+};
 use tempfile::TempDir;
 
 /// Gossip interval used by these tests: short, so the suite stays quick.
@@ -64,6 +66,8 @@ pub(crate) struct Cluster {
     pub(crate) ca: CertificateAuthority,
     pub(crate) slots: Vec<Slot>,
     pub(crate) durable: bool,
+    /// Pruning settings for nodes started from now on (`None`: the library default).
+    pub(crate) prune: Option<PruneConfig>,
 }
 
 impl Cluster {
@@ -74,6 +78,7 @@ impl Cluster {
             ca: CertificateAuthority::generate("countermesh test CA")?,
             slots: Vec::new(),
             durable,
+            prune: None,
         };
         for i in 0..n {
             cluster.add_slot(seed.wrapping_add(i as u64))?;
@@ -121,6 +126,9 @@ impl Cluster {
                 .fault_injection(self.slots[i].faults.clone());
             if self.durable {
                 builder = builder.data_dir(self.slots[i].dir.path());
+            }
+            if let Some(prune) = self.prune {
+                builder = builder.prune(Some(prune));
             }
             match builder.start().await {
                 Ok(mesh) => break mesh,

@@ -129,6 +129,18 @@ impl MeshBuilder {
         self
     }
 
+    /// When departed actors are pruned (folded into a sink and removed everywhere), or
+    /// `None` to turn pruning off (this node then refuses every pruner's intent, so no
+    /// actor is pruned anywhere in the cluster). See [`PruneConfig`] for the defaults and
+    /// ARCHITECTURE.md, "Pruning", for the trade-off `after_down` sets. Replaces the
+    /// pruning settings of [`MeshBuilder::protocol`] if called after it.
+    ///
+    /// [`PruneConfig`]: countermesh_core::PruneConfig
+    pub fn prune(mut self, prune: Option<countermesh_core::PruneConfig>) -> Self {
+        self.protocol.prune = prune;
+        self
+    }
+
     /// Bounds on counters and actors this node accepts.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -209,6 +209,21 @@ impl Shared {
                     "refused corrupt or forged counter data from a peer"
                 );
             }
+            Event::Pruned {
+                sink,
+                covered,
+                dropped,
+            } => {
+                info!(%sink, covered, dropped, "pruned departed actors into a sink");
+            }
+            Event::SinkRefused(sink) => {
+                error!(
+                    %sink,
+                    "refused a sink that covers an actor another sink already covers (two \
+                     pruners folded it: a partition outlasted PruneConfig::after_down) or this \
+                     node's own actor; it never counts here"
+                );
+            }
             Event::InternalError(what) => {
                 error!(error = %what, "internal error (a bug): a message was dropped");
             }

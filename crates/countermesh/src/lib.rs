@@ -69,7 +69,7 @@ pub use crate::fault::{FaultController, FaultRules, FaultStats};
 pub use crate::member::{Member, MemberState};
 pub use crate::mesh::{CounterValue, Mesh};
 pub use crate::metrics::{
-    DurabilityMetrics, MeshMetrics, PeerLag, RefusalMetrics, TransportMetrics,
+    DurabilityMetrics, MeshMetrics, PeerLag, PruningMetrics, RefusalMetrics, TransportMetrics,
 };
 pub use crate::storage::StorageError;
 pub use crate::tls::{TlsConfig, TlsError};
@@ -79,5 +79,5 @@ pub use crate::tls::{TlsConfig, TlsError};
 pub use countermesh_core::Counter;
 pub use countermesh_core::{
     ActorId, Config as ProtocolConfig, CounterError, LimitKind, Limits, MessageKind, NodeId,
-    ValueOverflow,
+    PruneConfig, ValueOverflow,
 };

@@ -12,7 +12,9 @@ use tracing::info;
 
 use crate::driver::Shared;
 use crate::durability::Request;
-use crate::metrics::{DurabilityMetrics, MeshMetrics, PeerLag, RefusalMetrics, read};
+use crate::metrics::{
+    DurabilityMetrics, MeshMetrics, PeerLag, PruningMetrics, RefusalMetrics, read,
+};
 use crate::storage::Storage;
 use crate::{Counter, Member, MeshBuilder, MeshError, StorageError};
 
@@ -273,6 +275,7 @@ impl Mesh {
         let store = node.store();
         let stats = node.stats();
         let local = store.local_version();
+        let tombstones = store.tombstone_count();
         let mut peer_lag: Vec<PeerLag> = node
             .acknowledged_versions()
             .map(|(addr, acked)| PeerLag {
@@ -319,6 +322,13 @@ impl Mesh {
                 own_runs_refused: stats.own_runs_refused,
                 internal_errors: stats.internal_errors,
                 task_failures: read(&counters.task_failures),
+            },
+            pruning: PruningMetrics {
+                prunes: stats.prunes,
+                sinks_completed: stats.sinks_completed,
+                actors_pruned: stats.actors_pruned,
+                entries_refused: stats.entries_pruned_refused,
+                tombstones: tombstones as u64,
             },
             failure: shared.failure().map(str::to_owned),
         }

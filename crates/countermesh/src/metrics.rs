@@ -36,6 +36,8 @@ pub struct MeshMetrics {
     pub peer_lag: Vec<PeerLag>,
     /// Refusals and failures.
     pub refusals: RefusalMetrics,
+    /// Pruning of departed actors (ARCHITECTURE.md, "Pruning").
+    pub pruning: PruningMetrics,
     /// Why the node failed, if it did (see [`crate::Mesh::health`]).
     pub failure: Option<String>,
 }
@@ -97,6 +99,21 @@ pub struct RefusalMetrics {
     pub internal_errors: u64,
     /// Tasks that panicked or ended unexpectedly (the mesh fails at the first).
     pub task_failures: u64,
+}
+
+/// Pruning counters: each figure only grows, except `tombstones`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruningMetrics {
+    /// Sinks this node made (prunes it performed as the pruner).
+    pub prunes: u64,
+    /// Sinks completed here, made here or received.
+    pub sinks_completed: u64,
+    /// Actors whose entries this node dropped because a completed sink covers them.
+    pub actors_pruned: u64,
+    /// Entries refused because their actor was pruned (or sealed below them).
+    pub entries_refused: u64,
+    /// Pruned actors remembered (one small record each), right now.
+    pub tombstones: u64,
 }
 
 /// How far one peer is behind on this node's own counts, as of the peer's latest digest.

@@ -287,6 +287,73 @@ const FAMILIES: &[Family] = &[
         samples: |s, w| w.sample(&[], s.mesh.durability.last_commit_micros as f64 / 1e6),
     },
     Family {
+        name: "countermesh_limit_refusals_total",
+        kind: COUNTER,
+        help: "Counters, actors or entries refused by a store limit (raise --max-counters or the library's Limits).",
+        samples: |s, w| {
+            for (kind, n) in countermesh::LimitKind::ALL
+                .iter()
+                .zip(s.mesh.refusals.limit_refusals)
+            {
+                w.sample(&[("limit", kind.as_str())], n);
+            }
+        },
+    },
+    Family {
+        name: "countermesh_entries_conflicting_total",
+        kind: COUNTER,
+        help: "Remote entries refused because another counter held their actor's version.",
+        samples: |s, w| w.sample(&[], s.mesh.refusals.entries_conflicting),
+    },
+    Family {
+        name: "countermesh_own_runs_refused_total",
+        kind: COUNTER,
+        help: "Runs refused for claiming versions of this node's own actor it never issued.",
+        samples: |s, w| w.sample(&[], s.mesh.refusals.own_runs_refused),
+    },
+    Family {
+        name: "countermesh_internal_errors_total",
+        kind: COUNTER,
+        help: "Messages the node built but could not encode (bugs).",
+        samples: |s, w| w.sample(&[], s.mesh.refusals.internal_errors),
+    },
+    Family {
+        name: "countermesh_task_failures_total",
+        kind: COUNTER,
+        help: "Runtime tasks that died (the mesh fails at the first).",
+        samples: |s, w| w.sample(&[], s.mesh.refusals.task_failures),
+    },
+    Family {
+        name: "countermesh_prunes_total",
+        kind: COUNTER,
+        help: "Sinks this node made as the pruner of departed actors.",
+        samples: |s, w| w.sample(&[], s.mesh.pruning.prunes),
+    },
+    Family {
+        name: "countermesh_sinks_completed_total",
+        kind: COUNTER,
+        help: "Sinks completed here (departed actors folded), made here or received.",
+        samples: |s, w| w.sample(&[], s.mesh.pruning.sinks_completed),
+    },
+    Family {
+        name: "countermesh_actors_pruned_total",
+        kind: COUNTER,
+        help: "Departed actors whose entries this node dropped because a completed sink covers them.",
+        samples: |s, w| w.sample(&[], s.mesh.pruning.actors_pruned),
+    },
+    Family {
+        name: "countermesh_entries_pruned_refused_total",
+        kind: COUNTER,
+        help: "Entries refused because their actor was pruned (a node partitioned longer than after_down).",
+        samples: |s, w| w.sample(&[], s.mesh.pruning.entries_refused),
+    },
+    Family {
+        name: "countermesh_tombstones",
+        kind: GAUGE,
+        help: "Pruned actors remembered (one small record each).",
+        samples: |s, w| w.sample(&[], s.mesh.pruning.tombstones),
+    },
+    Family {
         name: "countermesh_strict_configured",
         kind: GAUGE,
         help: "1 if a ZooKeeper connect string is configured.",
