@@ -32,19 +32,9 @@ pub(crate) fn init_tracing() {
     });
 }
 
-/// The seed for a randomized test: `COUNTERMESH_SEED` if set, else fresh. Printed so a
-/// failure can be replayed.
+/// The seed for a randomized test (the workspace's one helper, printed for replay).
 pub(crate) fn seed(test: &str) -> u64 {
-    let seed = std::env::var("COUNTERMESH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("{test}: seed {seed} (rerun with COUNTERMESH_SEED={seed})");
-    seed
+    countermesh_core::testkit::test_seed(test)
 }
 
 /// Mutual-TLS settings for a new node of the cluster `ca`.

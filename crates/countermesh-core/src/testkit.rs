@@ -247,6 +247,24 @@ pub fn seed_from_env(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The seed for a randomized test that has no fixed default (real networks, real
+/// ZooKeeper): `COUNTERMESH_SEED` if set, else a fresh one from the clock. It is printed
+/// with `test`'s name so that a failure can be replayed. This is the one seed helper of
+/// every test crate in the workspace (deterministic tests use [`seed_from_env`]).
+#[allow(clippy::print_stdout)] // The seed must reach the test's output to be replayable.
+pub fn test_seed(test: &str) -> u64 {
+    let seed = std::env::var("COUNTERMESH_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("{test}: seed {seed} (rerun with COUNTERMESH_SEED={seed})");
+    seed
+}
+
 impl Cluster {
     /// An empty cluster whose every random choice derives from `seed`.
     pub fn new(seed: u64, config: Config) -> Self {

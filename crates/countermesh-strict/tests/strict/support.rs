@@ -13,18 +13,10 @@ use zookeeper_client as zk;
 
 use crate::checker::{Call, Op, Ret};
 
-/// The seed of a randomized test: `COUNTERMESH_SEED` if set, else a fresh one. It is
-/// printed so that a failure can be replayed.
+/// An RNG from the seed of a randomized test (the workspace's one seed helper:
+/// `COUNTERMESH_SEED` if set, else fresh, printed for replay).
 pub(crate) fn seeded_rng(test: &str) -> SmallRng {
-    let seed = std::env::var("COUNTERMESH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| d.as_nanos() as u64)
-        });
-    println!("{test}: seed {seed} (rerun with COUNTERMESH_SEED={seed})");
+    let seed = countermesh_core::testkit::test_seed(test);
     SmallRng::seed_from_u64(seed)
 }
 
