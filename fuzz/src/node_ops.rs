@@ -235,17 +235,19 @@ impl Disk {
         let fresh = ActorId::from_u64(0x4e4f_4445_0000_0002);
         let back = Store::restore(&restored, fresh, 3, Limits::default())
             .unwrap_or_else(|e| panic!("the committed state does not restore: {e}"));
+        // A counter created by a handle but never changed holds no entry, so nothing of
+        // it is written: absent after a restore is the same as 0.
         for (name, value) in store.values() {
             assert_eq!(
-                back.value(name),
-                Some(value),
+                back.value(name).unwrap_or(0),
+                value,
                 "{name:?} restores at a different value"
             );
         }
         for (name, value) in back.values() {
             assert_eq!(
-                store.value(name),
-                Some(value),
+                store.value(name).unwrap_or(0),
+                value,
                 "{name:?} restores at a different value"
             );
         }
