@@ -1,15 +1,17 @@
 //! Writes the seed corpora of the byte-oriented targets from real nodes' traffic:
-//! `corpus/wire_decode` gets every distinct message of a recorded exchange, and
-//! `corpus/swim` gets the SWIM packets the fuzzed node received, framed as the swim
-//! target reads them. Run from `fuzz/` after a wire-format change:
+//! `corpus/wire_decode` gets distinct messages of a recorded exchange (plus one prune
+//! message of each kind, which a ten-second exchange never sends), and `corpus/swim`
+//! gets the SWIM packets the fuzzed node received, framed as the swim target reads them. Run from `fuzz/` after a wire-format change:
 //! `cargo run --release --example make-seeds`.
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use countermesh_core::Channel;
-use countermesh_fuzz::protocol::{node_addr, peer_addr, recorded_exchange};
+use countermesh_core::{ActorId, Channel, PruneMessage};
+use countermesh_fuzz::protocol::{
+    NODE_ACTOR, encode_valid_prune, node_addr, peer_actor, peer_addr, recorded_exchange,
+};
 use countermesh_fuzz::swim::{Packet, frame};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
@@ -21,14 +23,37 @@ fn main() -> std::io::Result<()> {
     let log = recorded_exchange(Duration::from_secs(10));
     let wire = Path::new("corpus/wire_decode");
     let mut seen = std::collections::HashSet::new();
-    let mut kinds = [0usize; 3];
+    let mut kinds = [0usize; 4];
     for (_, _, _, bytes, _) in &log {
-        let kind = usize::from(bytes[3]).saturating_sub(1).min(2);
+        let kind = usize::from(bytes[3]).saturating_sub(1).min(3);
         // A handful of each kind is plenty; the fuzzer mutates from there.
         if kinds[kind] < 12 && seen.insert(bytes.clone()) {
             kinds[kind] += 1;
             write(wire, &format!("recorded-{kind}-{}", kinds[kind]), bytes)?;
         }
+    }
+
+    // Pruning only starts after members have been down for a while, so its messages
+    // are built here rather than recorded.
+    let prunes = [
+        PruneMessage::Intent {
+            owner: peer_actor(0),
+            id: 1,
+            victims: vec![(ActorId::from_u64(7), 3), (peer_actor(2), 300)],
+        },
+        PruneMessage::Ack {
+            id: 1,
+            accepted: vec![ActorId::from_u64(7)],
+            refused: vec![peer_actor(2)],
+        },
+        PruneMessage::Done {
+            owner: NODE_ACTOR,
+            id: 1,
+            folded: vec![ActorId::from_u64(7)],
+        },
+    ];
+    for (i, prune) in prunes.iter().enumerate() {
+        write(wire, &format!("prune-{i}"), &encode_valid_prune(prune))?;
     }
 
     // SWIM packets to the fuzzed node, in order, with their real timing, cut into a few
@@ -52,8 +77,8 @@ fn main() -> std::io::Result<()> {
         write(swim, &format!("recorded-{i}"), &frame(chunk))?;
     }
     println!(
-        "wrote {} wire seeds and {} swim seeds from {} messages",
-        kinds.iter().sum::<usize>(),
+        "wrote {} wire seeds (3 of them prune messages) and {} swim seeds from {} messages",
+        kinds.iter().sum::<usize>() + prunes.len(),
         to_node.chunks(6).len().min(16),
         log.len()
     );

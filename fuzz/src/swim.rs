@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use countermesh_core::Channel;
 
-use crate::check::{check_store, drain_transmits};
+use crate::check::{check_store, drain_events, drain_transmits};
 use crate::protocol::{Setup, node_addr, peer_addr, swim_datagram};
 
 /// Most packets one input delivers.
@@ -68,11 +68,8 @@ pub fn frame(packets: &[Packet<'_>]) -> Vec<u8> {
 /// its wait, with timers run), and after each one the node's output is checked.
 pub fn run(data: &[u8]) {
     let setup = Setup {
-        durable: false,
         small_messages: false,
-        small_datagrams: false,
-        tight_limits: false,
-        small_replies: false,
+        ..Setup::plain()
     };
     let mut now = Instant::now();
     let mut node = setup.node(now);
@@ -86,7 +83,7 @@ pub fn run(data: &[u8]) {
         let bytes = swim_datagram(packet.payload);
         let _ = node.handle_message(peer_addr(packet.peer), Channel::Datagram, &bytes, now);
         drain_transmits(&mut node);
-        while node.poll_event().is_some() {}
+        drain_events(&mut node);
         let members = node.members();
         assert!(
             members.iter().all(|m| m.addr() != node_addr()),

@@ -1,10 +1,11 @@
 //! The wire-decoding target: `Message::decode` on arbitrary bytes under every channel's
 //! budget. It must never panic, never allocate far beyond the input's size, agree with
-//! itself across budgets, and round-trip every message it accepts.
+//! itself across budgets, and round-trip every message it accepts (SWIM packets, sync
+//! requests, deltas and prune messages).
 
 use countermesh_core::{
-    DecodeError, MAX_MESSAGE_BYTES, MIN_DATAGRAM_BYTES, MIN_MESSAGE_BUDGET, Message, encode_delta,
-    encode_swim, encode_sync,
+    DecodeError, MAX_MESSAGE_BYTES, MAX_VERSION, MIN_DATAGRAM_BYTES, MIN_MESSAGE_BUDGET, Message,
+    PruneMessage, encode_delta, encode_prune, encode_swim, encode_sync,
 };
 
 /// The budgets decoding is tried under: the smallest and default datagram budgets, the
@@ -80,6 +81,15 @@ fn round_trip(data: &[u8], message: &Message<'_>) {
             let bytes = encode_delta(delta).expect("an accepted delta re-encodes");
             assert_eq!(bytes.len(), delta.encoded_len(), "Delta::encoded_len");
             bytes
+        }
+        Message::Prune(prune) => {
+            if let PruneMessage::Intent { victims, .. } = prune {
+                assert!(
+                    victims.iter().all(|&(_, v)| v > 0 && v <= MAX_VERSION),
+                    "an intent with a final version out of range decoded"
+                );
+            }
+            encode_prune(prune).expect("an accepted prune message re-encodes")
         }
     };
     assert_eq!(

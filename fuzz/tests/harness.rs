@@ -10,13 +10,7 @@ use countermesh_fuzz::node_ops::{Op, Scenario, run};
 use countermesh_fuzz::protocol::{Setup, announce, peer_actor, peer_addr};
 
 fn setup() -> Setup {
-    Setup {
-        durable: false,
-        small_messages: true,
-        small_datagrams: false,
-        tight_limits: false,
-        small_replies: false,
-    }
+    Setup::plain()
 }
 
 #[test]
@@ -85,4 +79,84 @@ fn the_watermark_check_catches_a_claim_without_its_entries() {
         })
         .expect("valid delta");
     honest.check(&store);
+}
+
+/// A peer's run of the node's own actor above its local version is refused and changes
+/// nothing: the own entries stay exactly what local adds made.
+#[test]
+fn own_runs_from_peers_are_refused() {
+    use countermesh_fuzz::protocol::{
+        ActorSpec, AmountSpec, DeltaSpec, EntrySpec, RunSpec, VersionSpec,
+    };
+    let node = run(&Scenario {
+        setup: setup(),
+        ops: vec![
+            Op::Add { name: 1, amount: 4 },
+            Op::Flush,
+            Op::Delta {
+                peer: 0,
+                delta: DeltaSpec {
+                    runs: vec![RunSpec {
+                        actor: ActorSpec::Node,
+                        after: VersionSpec::Small(0),
+                        span: VersionSpec::NearMax(0),
+                        entries: vec![EntrySpec {
+                            name: 0,
+                            gap: VersionSpec::Small(1),
+                            p: AmountSpec::Small(9),
+                            n: AmountSpec::Small(0),
+                        }],
+                    }],
+                },
+            },
+            Op::Add { name: 1, amount: 1 },
+        ],
+    });
+    assert_eq!(node.stats().own_runs_refused, 1);
+    assert_eq!(node.store().local_version(), 2);
+    assert_eq!(node.store().value("a"), None);
+    assert_eq!(node.store().value("b"), Some(5));
+}
+
+/// A complete sink from a peer prunes the honest actor it covers (its counts now held by
+/// the sink) and every check stays green, the committer's disk included.
+#[test]
+fn a_sink_prunes_an_honest_actor_and_the_disk_follows() {
+    use countermesh_fuzz::protocol::{ActorSpec, AmountSpec, SinkSpec, VersionSpec};
+    let mut ops = vec![
+        Op::Truth {
+            actor: 0,
+            name: 2,
+            amount: 6,
+        },
+        Op::Honest {
+            peer: 1,
+            actor: 0,
+            after: 0,
+            cut: 1,
+            extra: false,
+        },
+        Op::TakeChanges,
+    ];
+    ops.push(Op::Sink {
+        peer: 2,
+        sink: SinkSpec {
+            sink: 0,
+            victims: vec![(ActorSpec::Peer(0), VersionSpec::Small(1))],
+            counters: vec![(2, AmountSpec::Small(6), AmountSpec::Small(0))],
+            cut: None,
+            after: 0,
+        },
+    });
+    ops.push(Op::TakeChanges);
+    let node = run(&Scenario {
+        setup: Setup {
+            track_changes: true,
+            ..setup()
+        },
+        ops,
+    });
+    assert!(node.store().tombstone(peer_actor(0)).is_some());
+    assert_eq!(node.store().value("c"), Some(6));
+    assert_eq!(node.store().watermark(peer_actor(0)), 0);
 }

@@ -306,9 +306,13 @@ impl Store {
             }
         }
         if !step.want_back.is_empty() {
-            step.parts.push(Part::Want {
-                versions: std::mem::take(&mut step.want_back),
-            });
+            // Each part's actors are ascending, but several parts may list one actor or
+            // ranges in any order, and a want list must be strictly ascending to encode.
+            // Duplicates carry the same version (this store's watermark, or 0).
+            let mut versions = std::mem::take(&mut step.want_back);
+            versions.sort_unstable_by_key(|&(actor, _)| actor);
+            versions.dedup_by_key(|&mut (actor, _)| actor);
+            step.parts.push(Part::Want { versions });
         }
         let wants: Vec<(ActorIdx, u64)> = step.wants.into_iter().collect();
         SyncAnswer {
@@ -499,4 +503,54 @@ pub(crate) fn pack(
         });
     }
     messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `node_ops` fuzzer: two `Pairs` parts that both list an actor this
+    /// store has never heard of (or list actors in descending order across parts) made
+    /// the reply's want list unsorted, so the node could not encode its own reply and
+    /// reported an internal error instead of answering.
+    #[test]
+    fn want_lists_are_sorted_across_parts() {
+        let store = Store::new(ActorId::from_u64(1), 0);
+        let high = ActorId::from_u64(0x9000_0000_0000_0000);
+        let low = ActorId::from_u64(0x1000_0000_0000_0000);
+        let request = SyncRequest {
+            budget: MessageBudget::MIN.wire(),
+            reply_bytes: u32::MAX,
+            parts: vec![
+                Part::Pairs {
+                    range: ActorRange::ALL,
+                    versions: vec![(high, 3)],
+                },
+                Part::Pairs {
+                    range: ActorRange::ALL,
+                    versions: vec![(low, 2), (high, 3)],
+                },
+            ],
+        };
+        request.validate().unwrap();
+        let limits = ExchangeLimits {
+            budget: MessageBudget::MIN,
+            reply_bytes: u32::MAX,
+        };
+        let answer = store.answer_sync(&request, limits);
+        for reply in &answer.replies {
+            reply.validate().unwrap();
+        }
+        let wants: Vec<(ActorId, u64)> = answer
+            .replies
+            .iter()
+            .flat_map(|r| &r.parts)
+            .filter_map(|p| match p {
+                Part::Want { versions } => Some(versions.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(wants, vec![(low, 0), (high, 0)]);
+    }
 }
