@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::zookeeper_security::ZookeeperSecurity;
+
 const DEFAULT_BIND: &str = "0.0.0.0:7946";
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const DEFAULT_GOSSIP_INTERVAL: &str = "100ms";
@@ -116,6 +118,33 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_STRICT_TIMEOUT", value_name = "DURATION")]
     strict_timeout: Option<String>,
 
+    /// A file holding the credentials strict mode authenticates to ZooKeeper with, one
+    /// line `scheme:credentials`: `digest:USER:PASSWORD` (ZooKeeper's digest scheme) or
+    /// `sasl:USER:PASSWORD` (SASL DIGEST-MD5, needs the `zookeeper-sasl` build feature).
+    /// With credentials every znode the agent creates is creator-only, so other clients
+    /// can neither read, change nor forge counters and receipts. The file must be
+    /// accessible by its owner only (chmod 600); others are refused. Needs --zookeeper.
+    /// [default: none: anonymous, znodes open to anyone]
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_AUTH_FILE", value_name = "FILE")]
+    zookeeper_auth_file: Option<PathBuf>,
+
+    /// The CA certificate (PEM) that signed the ZooKeeper servers' certificates: strict
+    /// mode then talks TLS, so --zookeeper must name the servers' secureClientPort, by
+    /// a name or address their certificates carry. Give all three --zookeeper-tls-*
+    /// options or none. [default: none: plain TCP]
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_CA", value_name = "FILE")]
+    zookeeper_tls_ca: Option<PathBuf>,
+
+    /// The agent's client certificate (PEM) for mutual TLS to ZooKeeper; with the
+    /// server's X509AuthenticationProvider its subject is the agent's identity in ACLs.
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_CERT", value_name = "FILE")]
+    zookeeper_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --zookeeper-tls-cert, accessible by its owner only
+    /// (chmod 600).
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_KEY", value_name = "FILE")]
+    zookeeper_tls_key: Option<PathBuf>,
+
     /// Require `Authorization: Bearer TOKEN` on every route except /healthz (the status
     /// page also accepts `/?token=TOKEN`). [default: none: no authentication]
     #[arg(
@@ -198,6 +227,10 @@ struct FileConfig {
     commit_interval: Option<String>,
     zookeeper: Option<String>,
     strict_timeout: Option<String>,
+    zookeeper_auth_file: Option<PathBuf>,
+    zookeeper_tls_ca: Option<PathBuf>,
+    zookeeper_tls_cert: Option<PathBuf>,
+    zookeeper_tls_key: Option<PathBuf>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     allow_unauthenticated: Option<bool>,
@@ -255,6 +288,9 @@ pub(crate) struct AgentConfig {
     pub(crate) tls: TlsSource,
     pub(crate) timing: Timing,
     pub(crate) zookeeper: Option<String>,
+    /// Credentials and TLS for ZooKeeper (empty without `--zookeeper-auth-file` and
+    /// `--zookeeper-tls-*`).
+    pub(crate) zookeeper_security: ZookeeperSecurity,
     pub(crate) token: Option<String>,
     /// Whether a non-loopback --http without a token was allowed explicitly.
     pub(crate) allow_unauthenticated: bool,
@@ -277,6 +313,7 @@ impl fmt::Debug for AgentConfig {
             .field("tls", &self.tls)
             .field("timing", &self.timing)
             .field("zookeeper", &self.zookeeper)
+            .field("zookeeper_security", &self.zookeeper_security)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("allowed_hosts", &self.allowed_hosts)
@@ -318,6 +355,10 @@ impl AgentArgs {
             commit_interval: self.commit_interval.or(file.commit_interval),
             zookeeper: self.zookeeper.or(file.zookeeper),
             strict_timeout: self.strict_timeout.or(file.strict_timeout),
+            zookeeper_auth_file: self.zookeeper_auth_file.or(file.zookeeper_auth_file),
+            zookeeper_tls_ca: self.zookeeper_tls_ca.or(file.zookeeper_tls_ca),
+            zookeeper_tls_cert: self.zookeeper_tls_cert.or(file.zookeeper_tls_cert),
+            zookeeper_tls_key: self.zookeeper_tls_key.or(file.zookeeper_tls_key),
             token: self.token.or(file.token),
             token_file: self.token_file.or(file.token_file),
             allow_unauthenticated: Some(
@@ -356,6 +397,15 @@ impl FileConfig {
             .zookeeper
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
+        let zookeeper_security = ZookeeperSecurity::load(
+            zookeeper.is_some(),
+            self.zookeeper_auth_file.as_deref(),
+            [
+                self.zookeeper_tls_ca,
+                self.zookeeper_tls_cert,
+                self.zookeeper_tls_key,
+            ],
+        )?;
         let token = read_token(self.token, self.token_file.as_deref())?;
         let http = parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?;
         let allow_unauthenticated = self.allow_unauthenticated == Some(true);
@@ -405,6 +455,7 @@ impl FileConfig {
             tls,
             timing,
             zookeeper,
+            zookeeper_security,
             token,
             allow_unauthenticated,
             allowed_hosts,

@@ -48,7 +48,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mesh = start_mesh(&config, tls).await?;
     let quic = mesh.local_addr();
 
-    let strict = StrictState::new(config.zookeeper.clone());
+    let strict = StrictState::new(config.zookeeper.clone(), config.zookeeper_security.clone());
     let connector = strict.connect_in_background(config.timing.strict_timeout);
     let policy = HttpPolicy {
         token: config.token.clone(),
@@ -67,6 +67,8 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         actor = %state.mesh.actor_id(),
         auth = config.token.is_some(),
         strict = state.strict.configured(),
+        strict_auth = config.zookeeper_security.has_credentials(),
+        strict_tls = config.zookeeper_security.has_tls(),
         "agent ready"
     );
 

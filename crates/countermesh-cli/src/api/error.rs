@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use countermesh_strict::StrictError;
+use countermesh_strict::{StrictError, ZooKeeperErrorKind};
 use serde::Serialize;
 
 use crate::agent::state::OpenError;
@@ -152,6 +152,27 @@ impl ApiError {
             )),
             StrictError::Corrupt { .. } | StrictError::InvalidConfig(_) => {
                 Self::internal(error.to_string())
+            }
+            // The agent's identity is not allowed to do this: only the operator can fix
+            // it (credentials or ACLs), so it is neither the client's fault nor a bug.
+            StrictError::ZooKeeper(zk)
+                if matches!(
+                    zk.kind(),
+                    ZooKeeperErrorKind::NoAuth
+                        | ZooKeeperErrorKind::AuthFailed
+                        | ZooKeeperErrorKind::InvalidAcl
+                ) =>
+            {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "zookeeper_not_authorized",
+                    format!(
+                        "ZooKeeper refused this agent: {zk}; the operation had no effect. \
+                         The counters' ACLs need credentials this agent does not have: start \
+                         it with --zookeeper-auth-file (or --zookeeper-tls-*) holding the \
+                         identity that owns the root"
+                    ),
+                )
             }
             StrictError::ZooKeeper(_) => Self::internal(error.to_string()),
             _ => Self::internal(error.to_string()),
