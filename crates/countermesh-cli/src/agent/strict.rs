@@ -240,6 +240,7 @@ fn outcome_label(error: &StrictError) -> &'static str {
         StrictError::Conflict { .. } => "conflict",
         StrictError::Unavailable { .. } | StrictError::SessionExpired => "unavailable",
         StrictError::Ambiguous { .. } => "ambiguous",
+        StrictError::OpIdReused { .. } => "op_id_reused",
         StrictError::ZooKeeper(zk)
             if matches!(
                 zk.kind(),
