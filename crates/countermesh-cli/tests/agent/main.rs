@@ -13,4 +13,5 @@ mod metrics;
 mod security;
 mod status_page;
 mod strict;
+mod strict_keys;
 mod support;
