@@ -59,6 +59,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
     }
 
+    /// A key reused for a different request: 422 as the IETF idempotency-key draft
+    /// answers it, not 409, which clients (and the CLI's exit code 4) read as a CAS
+    /// mismatch.
+    pub(crate) fn idempotency_key_reused(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            message,
+        )
+    }
+
     pub(crate) fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -154,16 +165,12 @@ impl ApiError {
                  {deadline:?}, so it may or may not have taken effect (at most once; op id \
                  {op_id})"
             )),
-            // 422 as the IETF idempotency-key draft answers a key reused with another
-            // payload; not 409, which clients (and the CLI's exit code 4) read as a CAS
-            // mismatch.
-            StrictError::OpIdReused { op_id } => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                format!(
-                    "the idempotency key {op_id:?} was already used on this counter for a                      different operation (another kind or other values); this request had                      no effect and the earlier one keeps its result. Use a new key for a                      new operation"
-                ),
-            ),
+            StrictError::OpIdReused { op_id } => Self::idempotency_key_reused(format!(
+                "the idempotency key {op_id:?} was already used on this counter for a \
+                 different operation (another kind or other values); this request had no \
+                 effect and the earlier one keeps its result. Use a new key for a new \
+                 operation"
+            )),
             StrictError::InvalidOpId { .. } => Self::invalid_idempotency_key(error.to_string()),
             StrictError::Corrupt { .. } | StrictError::InvalidConfig(_) => {
                 Self::internal(error.to_string())
