@@ -25,6 +25,13 @@ const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONNECTIONS: &str = "1024";
 /// A tenth of the store's limit: see `--max-counters`.
 const DEFAULT_MAX_COUNTERS: &str = "100000";
+/// As long as strict mode remembers its keys (the strict client's receipt lifetime), so
+/// a client sees one key lifetime for both kinds of counter.
+const DEFAULT_IDEMPOTENCY_WINDOW: &str = "10m";
+/// About 17 MB of UUID keys at most.
+const DEFAULT_IDEMPOTENCY_MAX_KEYS: &str = "100000";
+/// The most keys `--idempotency-max-keys` may ask for (~1.7 GB of UUID keys).
+const MAX_IDEMPOTENCY_KEYS: usize = 10_000_000;
 const DEFAULT_LOG: &str = "info";
 
 /// Options of `countermesh agent`.
@@ -203,6 +210,19 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_MAX_COUNTERS", value_name = "N")]
     max_counters: Option<String>,
 
+    /// How long the agent remembers the `Idempotency-Key` of an eventual add or batch: a
+    /// retry with the same key within this window is answered without adding again.
+    /// Keys are kept in memory only, so a restarted agent has forgotten them all (strict
+    /// keys live in ZooKeeper instead). [default: 10m]
+    #[arg(long, env = "COUNTERMESH_IDEMPOTENCY_WINDOW", value_name = "DURATION")]
+    idempotency_window: Option<String>,
+
+    /// The most eventual idempotency keys remembered at once; beyond it the oldest is
+    /// forgotten early (counted in /metrics as an eviction). About 170 bytes per UUID
+    /// key. [default: 100000]
+    #[arg(long, env = "COUNTERMESH_IDEMPOTENCY_MAX_KEYS", value_name = "N")]
+    idempotency_max_keys: Option<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -241,6 +261,9 @@ struct FileConfig {
     max_connections: Option<String>,
     #[serde(default, deserialize_with = "number_as_text")]
     max_counters: Option<String>,
+    idempotency_window: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    idempotency_max_keys: Option<String>,
     log: Option<String>,
 }
 
@@ -298,7 +321,15 @@ pub(crate) struct AgentConfig {
     pub(crate) limits: HttpLimits,
     /// Counters the node may know before this agent creates no more.
     pub(crate) max_counters: usize,
+    pub(crate) idempotency: IdempotencyLimits,
     pub(crate) log: String,
+}
+
+/// How long and how many eventual idempotency keys are remembered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdempotencyLimits {
+    pub(crate) window: Duration,
+    pub(crate) max_keys: usize,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -319,6 +350,7 @@ impl fmt::Debug for AgentConfig {
             .field("allowed_hosts", &self.allowed_hosts)
             .field("limits", &self.limits)
             .field("max_counters", &self.max_counters)
+            .field("idempotency", &self.idempotency)
             .field("log", &self.log)
             .finish()
     }
@@ -369,6 +401,8 @@ impl AgentArgs {
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_connections: self.max_connections.or(file.max_connections),
             max_counters: self.max_counters.or(file.max_counters),
+            idempotency_window: self.idempotency_window.or(file.idempotency_window),
+            idempotency_max_keys: self.idempotency_max_keys.or(file.idempotency_max_keys),
             log: self.log.or(file.log),
         }
     }
@@ -421,6 +455,21 @@ impl FileConfig {
             self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),
             countermesh_core::DEFAULT_MAX_COUNTERS,
         )?;
+        let idempotency = IdempotencyLimits {
+            window: parse_duration(
+                "idempotency-window",
+                self.idempotency_window
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IDEMPOTENCY_WINDOW),
+            )?,
+            max_keys: parse_count(
+                "idempotency-max-keys",
+                self.idempotency_max_keys
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IDEMPOTENCY_MAX_KEYS),
+                MAX_IDEMPOTENCY_KEYS,
+            )?,
+        };
         let allowed_hosts = self.allowed_host.unwrap_or_default();
         for host in &allowed_hosts {
             crate::api::guard::validate_allowed_host(host)
@@ -461,6 +510,7 @@ impl FileConfig {
             allowed_hosts,
             limits,
             max_counters,
+            idempotency,
             log,
         })
     }

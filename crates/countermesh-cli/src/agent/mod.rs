@@ -6,6 +6,7 @@
 //! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
 //! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
 
+pub(crate) mod idempotency;
 mod server;
 pub(crate) mod state;
 pub(crate) mod stats;
@@ -55,6 +56,7 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         allowed_hosts: AllowedHosts::new(http, &config.allowed_hosts),
         request_timeout: config.limits.request_timeout,
         max_counters: config.max_counters,
+        idempotency: config.idempotency,
     };
     let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));

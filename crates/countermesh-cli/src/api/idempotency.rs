@@ -1,5 +1,7 @@
-//! The idempotency key of a strict write: the `Idempotency-Key` header or the body's
-//! `op_id` field, validated and turned into the strict client's [`OpId`].
+//! The idempotency key of a write: the `Idempotency-Key` header or the body's `op_id`
+//! field, validated and turned into the strict client's [`OpId`]. Strict writes pass it
+//! to ZooKeeper as their op-id; eventual writes use the same format, remembered by the
+//! agent itself (`agent/idempotency.rs`).
 //!
 //! The key maps to the op-id **unchanged**. [`OpId`]'s rules (1 to 128 bytes of ASCII
 //! letters, digits, `-`, `_`, `.`, `~`) are already a length bound and a charset safe

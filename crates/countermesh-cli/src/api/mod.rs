@@ -6,9 +6,9 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/counters/{name}/add` `{"delta"}` | `{"name","delta","consistency":"eventual"}` |
+//! | `POST /v1/counters/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","delta","consistency":"eventual"}` |
 //! | `GET /v1/counters/{name}` | `{"name","value","consistency","contributors","members"}` |
-//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}]}` | `{"applied","consistency"}` |
+//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}][,"op_id"]}` [`Idempotency-Key`] | `{"applied","consistency"}` |
 //! | `GET /v1/counters?prefix=&limit=&after=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated","next"}` |
 //! | `GET /v1/members` | `{"self":{..},"members":[{"addr","actor","incarnation","state"}]}` |
 //! | `POST /v1/strict/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","value","consistency":"strict"}` |
@@ -27,6 +27,11 @@
 //! same counter is 422 `idempotency_key_reused`. Keys are remembered in ZooKeeper for
 //! the strict client's `receipt_max_age` (10 minutes) after the write; see
 //! [`idempotency`].
+//!
+//! Eventual writes (add, batch) take the same key; the agent remembers it in memory for
+//! `--idempotency-window` (at most `--idempotency-max-keys` keys, oldest evicted), so a
+//! repeat is answered without adding again until then or until the agent restarts;
+//! see `agent/idempotency.rs`.
 //!
 //! Strict counters are created at 0 by their first write (add, cas, set). Reading one
 //! that does not exist answers 404 and creates nothing: a `GET` can be triggered by any
