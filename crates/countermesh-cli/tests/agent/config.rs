@@ -134,6 +134,8 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "--request-timeout",
         "--max-connections",
         "--max-counters",
+        "--idempotency-window",
+        "--idempotency-max-keys",
         "--log",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
@@ -148,6 +150,7 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "[default: 30s]",
         "[default: 1024]",
         "[default: 100000]",
+        "[default: 10m]",
     ] {
         assert!(help.contains(default), "{default} missing from:\n{help}");
     }

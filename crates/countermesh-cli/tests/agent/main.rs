@@ -8,6 +8,7 @@ mod certs;
 mod config;
 mod errors;
 mod eventual;
+mod eventual_keys;
 mod limits;
 mod metrics;
 mod security;
