@@ -81,6 +81,12 @@ pub(crate) enum StrictCommand {
         /// The amount (negative to subtract).
         #[arg(default_value_t = 1, allow_negative_numbers = true)]
         delta: i64,
+        /// An idempotency key, sent as the `Idempotency-Key` header: running the same
+        /// command again with the same key (within 10 minutes) prints the original
+        /// result and applies nothing. 1 to 128 characters from A-Z a-z 0-9 - _ . ~
+        /// (a UUID fits); per counter.
+        #[arg(long, value_name = "KEY")]
+        op_id: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -104,6 +110,12 @@ pub(crate) enum StrictCommand {
         /// The value to set.
         #[arg(allow_negative_numbers = true)]
         new: i64,
+        /// An idempotency key, sent as the `Idempotency-Key` header: running the same
+        /// command again with the same key (within 10 minutes) prints the original
+        /// result and applies nothing. 1 to 128 characters from A-Z a-z 0-9 - _ . ~
+        /// (a UUID fits); per counter.
+        #[arg(long, value_name = "KEY")]
+        op_id: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -114,6 +126,12 @@ pub(crate) enum StrictCommand {
         /// The value.
         #[arg(allow_negative_numbers = true)]
         value: i64,
+        /// An idempotency key, sent as the `Idempotency-Key` header: running the same
+        /// command again with the same key (within 10 minutes) prints the original
+        /// result and applies nothing. 1 to 128 characters from A-Z a-z 0-9 - _ . ~
+        /// (a UUID fits); per counter.
+        #[arg(long, value_name = "KEY")]
+        op_id: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -129,6 +147,17 @@ pub(crate) enum StrictCommand {
 impl Connection {
     /// Sends one request and returns the JSON answer, mapping failures to exit codes.
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call_with_key(method, path, body, None).await
+    }
+
+    /// [`Connection::call`] with an optional `Idempotency-Key` header.
+    async fn call_with_key(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> Result<Value> {
         let base = self.agent.trim_end_matches('/');
         let url = format!("{base}{path}");
         let client = reqwest::Client::builder()
@@ -138,6 +167,21 @@ impl Connection {
         let mut request = client.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(key) = key {
+            // Checked here too, so a key that is not even a valid header value is a
+            // usage error (exit 2) rather than a failed send.
+            countermesh_strict::OpId::new(key).map_err(|_| {
+                Failure::new(
+                    2,
+                    format!(
+                        "--op-id {key:?}: use 1 to {} characters from A-Z, a-z, 0-9, '-', \
+                         '_', '.', '~' (a UUID fits)",
+                        countermesh_strict::OpId::MAX_LEN
+                    ),
+                )
+            })?;
+            request = request.header("idempotency-key", key);
         }
         if let Some(body) = body {
             request = request.json(&body);
@@ -166,7 +210,10 @@ impl Connection {
             .and_then(Value::as_str)
             .map_or_else(|| format!("{status}: {value}"), str::to_owned);
         let code = match status {
-            StatusCode::BAD_REQUEST | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE => 2,
+            StatusCode::BAD_REQUEST
+            | StatusCode::FORBIDDEN
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNPROCESSABLE_ENTITY => 2,
             StatusCode::NOT_FOUND => 3,
             StatusCode::CONFLICT => 4,
             StatusCode::SERVICE_UNAVAILABLE => 5,
@@ -354,10 +401,20 @@ pub(crate) async fn members(args: MembersArgs) -> Result<()> {
 
 pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
     let (conn, answer, text) = match command {
-        StrictCommand::Add { name, delta, conn } => {
+        StrictCommand::Add {
+            name,
+            delta,
+            op_id,
+            conn,
+        } => {
             let path = format!("/v1/strict/{}/add", name_segment(&name)?);
             let answer = conn
-                .call(Method::POST, &path, Some(json!({ "delta": delta })))
+                .call_with_key(
+                    Method::POST,
+                    &path,
+                    Some(json!({ "delta": delta })),
+                    op_id.as_deref(),
+                )
                 .await?;
             let text = format!(
                 "{name} = {}  (strict, after this add)",
@@ -385,23 +442,35 @@ pub(crate) async fn strict(command: StrictCommand) -> Result<()> {
             name,
             expected,
             new,
+            op_id,
             conn,
         } => {
             let path = format!("/v1/strict/{}/cas", name_segment(&name)?);
             let answer = conn
-                .call(
+                .call_with_key(
                     Method::POST,
                     &path,
                     Some(json!({ "expected": expected, "new": new })),
+                    op_id.as_deref(),
                 )
                 .await?;
             let text = format!("{name}: {expected} -> {new} swapped");
             (conn, answer, text)
         }
-        StrictCommand::Set { name, value, conn } => {
+        StrictCommand::Set {
+            name,
+            value,
+            op_id,
+            conn,
+        } => {
             let path = format!("/v1/strict/{}/set", name_segment(&name)?);
             let answer = conn
-                .call(Method::POST, &path, Some(json!({ "value": value })))
+                .call_with_key(
+                    Method::POST,
+                    &path,
+                    Some(json!({ "value": value })),
+                    op_id.as_deref(),
+                )
                 .await?;
             let text = format!("{name} = {value}  (strict)");
             (conn, answer, text)

@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::zookeeper_security::ZookeeperSecurity;
+
 const DEFAULT_BIND: &str = "0.0.0.0:7946";
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const DEFAULT_GOSSIP_INTERVAL: &str = "100ms";
@@ -23,6 +25,13 @@ const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONNECTIONS: &str = "1024";
 /// A tenth of the store's limit: see `--max-counters`.
 const DEFAULT_MAX_COUNTERS: &str = "100000";
+/// As long as strict mode remembers its keys (the strict client's receipt lifetime), so
+/// a client sees one key lifetime for both kinds of counter.
+const DEFAULT_IDEMPOTENCY_WINDOW: &str = "10m";
+/// About 17 MB of UUID keys at most.
+const DEFAULT_IDEMPOTENCY_MAX_KEYS: &str = "100000";
+/// The most keys `--idempotency-max-keys` may ask for (~1.7 GB of UUID keys).
+const MAX_IDEMPOTENCY_KEYS: usize = 10_000_000;
 const DEFAULT_LOG: &str = "info";
 
 /// Options of `countermesh agent`.
@@ -116,6 +125,33 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_STRICT_TIMEOUT", value_name = "DURATION")]
     strict_timeout: Option<String>,
 
+    /// A file holding the credentials strict mode authenticates to ZooKeeper with, one
+    /// line `scheme:credentials`: `digest:USER:PASSWORD` (ZooKeeper's digest scheme) or
+    /// `sasl:USER:PASSWORD` (SASL DIGEST-MD5, needs the `zookeeper-sasl` build feature).
+    /// With credentials every znode the agent creates is creator-only, so other clients
+    /// can neither read, change nor forge counters and receipts. The file must be
+    /// accessible by its owner only (chmod 600); others are refused. Needs --zookeeper.
+    /// [default: none: anonymous, znodes open to anyone]
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_AUTH_FILE", value_name = "FILE")]
+    zookeeper_auth_file: Option<PathBuf>,
+
+    /// The CA certificate (PEM) that signed the ZooKeeper servers' certificates: strict
+    /// mode then talks TLS, so --zookeeper must name the servers' secureClientPort, by
+    /// a name or address their certificates carry. Give all three --zookeeper-tls-*
+    /// options or none. [default: none: plain TCP]
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_CA", value_name = "FILE")]
+    zookeeper_tls_ca: Option<PathBuf>,
+
+    /// The agent's client certificate (PEM) for mutual TLS to ZooKeeper; with the
+    /// server's X509AuthenticationProvider its subject is the agent's identity in ACLs.
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_CERT", value_name = "FILE")]
+    zookeeper_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --zookeeper-tls-cert, accessible by its owner only
+    /// (chmod 600).
+    #[arg(long, env = "COUNTERMESH_ZOOKEEPER_TLS_KEY", value_name = "FILE")]
+    zookeeper_tls_key: Option<PathBuf>,
+
     /// Require `Authorization: Bearer TOKEN` on every route except /healthz (the status
     /// page also accepts `/?token=TOKEN`). [default: none: no authentication]
     #[arg(
@@ -174,6 +210,19 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_MAX_COUNTERS", value_name = "N")]
     max_counters: Option<String>,
 
+    /// How long the agent remembers the `Idempotency-Key` of an eventual add or batch: a
+    /// retry with the same key within this window is answered without adding again.
+    /// Keys are kept in memory only, so a restarted agent has forgotten them all (strict
+    /// keys live in ZooKeeper instead). [default: 10m]
+    #[arg(long, env = "COUNTERMESH_IDEMPOTENCY_WINDOW", value_name = "DURATION")]
+    idempotency_window: Option<String>,
+
+    /// The most eventual idempotency keys remembered at once; beyond it the oldest is
+    /// forgotten early (counted in /metrics as an eviction). About 170 bytes per UUID
+    /// key. [default: 100000]
+    #[arg(long, env = "COUNTERMESH_IDEMPOTENCY_MAX_KEYS", value_name = "N")]
+    idempotency_max_keys: Option<String>,
+
     /// Log filter (tracing-subscriber syntax, e.g. `info,countermesh=debug`). Logs go to
     /// stderr. [default: info]
     #[arg(long, env = "COUNTERMESH_LOG", value_name = "FILTER")]
@@ -198,6 +247,10 @@ struct FileConfig {
     commit_interval: Option<String>,
     zookeeper: Option<String>,
     strict_timeout: Option<String>,
+    zookeeper_auth_file: Option<PathBuf>,
+    zookeeper_tls_ca: Option<PathBuf>,
+    zookeeper_tls_cert: Option<PathBuf>,
+    zookeeper_tls_key: Option<PathBuf>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     allow_unauthenticated: Option<bool>,
@@ -208,6 +261,9 @@ struct FileConfig {
     max_connections: Option<String>,
     #[serde(default, deserialize_with = "number_as_text")]
     max_counters: Option<String>,
+    idempotency_window: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    idempotency_max_keys: Option<String>,
     log: Option<String>,
 }
 
@@ -255,6 +311,9 @@ pub(crate) struct AgentConfig {
     pub(crate) tls: TlsSource,
     pub(crate) timing: Timing,
     pub(crate) zookeeper: Option<String>,
+    /// Credentials and TLS for ZooKeeper (empty without `--zookeeper-auth-file` and
+    /// `--zookeeper-tls-*`).
+    pub(crate) zookeeper_security: ZookeeperSecurity,
     pub(crate) token: Option<String>,
     /// Whether a non-loopback --http without a token was allowed explicitly.
     pub(crate) allow_unauthenticated: bool,
@@ -262,7 +321,15 @@ pub(crate) struct AgentConfig {
     pub(crate) limits: HttpLimits,
     /// Counters the node may know before this agent creates no more.
     pub(crate) max_counters: usize,
+    pub(crate) idempotency: IdempotencyLimits,
     pub(crate) log: String,
+}
+
+/// How long and how many eventual idempotency keys are remembered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdempotencyLimits {
+    pub(crate) window: Duration,
+    pub(crate) max_keys: usize,
 }
 
 impl fmt::Debug for AgentConfig {
@@ -277,11 +344,13 @@ impl fmt::Debug for AgentConfig {
             .field("tls", &self.tls)
             .field("timing", &self.timing)
             .field("zookeeper", &self.zookeeper)
+            .field("zookeeper_security", &self.zookeeper_security)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("allow_unauthenticated", &self.allow_unauthenticated)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("limits", &self.limits)
             .field("max_counters", &self.max_counters)
+            .field("idempotency", &self.idempotency)
             .field("log", &self.log)
             .finish()
     }
@@ -318,6 +387,10 @@ impl AgentArgs {
             commit_interval: self.commit_interval.or(file.commit_interval),
             zookeeper: self.zookeeper.or(file.zookeeper),
             strict_timeout: self.strict_timeout.or(file.strict_timeout),
+            zookeeper_auth_file: self.zookeeper_auth_file.or(file.zookeeper_auth_file),
+            zookeeper_tls_ca: self.zookeeper_tls_ca.or(file.zookeeper_tls_ca),
+            zookeeper_tls_cert: self.zookeeper_tls_cert.or(file.zookeeper_tls_cert),
+            zookeeper_tls_key: self.zookeeper_tls_key.or(file.zookeeper_tls_key),
             token: self.token.or(file.token),
             token_file: self.token_file.or(file.token_file),
             allow_unauthenticated: Some(
@@ -328,6 +401,8 @@ impl AgentArgs {
             request_timeout: self.request_timeout.or(file.request_timeout),
             max_connections: self.max_connections.or(file.max_connections),
             max_counters: self.max_counters.or(file.max_counters),
+            idempotency_window: self.idempotency_window.or(file.idempotency_window),
+            idempotency_max_keys: self.idempotency_max_keys.or(file.idempotency_max_keys),
             log: self.log.or(file.log),
         }
     }
@@ -356,6 +431,15 @@ impl FileConfig {
             .zookeeper
             .map(|connect| check_zookeeper(&connect).map(|()| connect))
             .transpose()?;
+        let zookeeper_security = ZookeeperSecurity::load(
+            zookeeper.is_some(),
+            self.zookeeper_auth_file.as_deref(),
+            [
+                self.zookeeper_tls_ca,
+                self.zookeeper_tls_cert,
+                self.zookeeper_tls_key,
+            ],
+        )?;
         let token = read_token(self.token, self.token_file.as_deref())?;
         let http = parse_bind("http", self.http.as_deref().unwrap_or(DEFAULT_HTTP))?;
         let allow_unauthenticated = self.allow_unauthenticated == Some(true);
@@ -371,6 +455,21 @@ impl FileConfig {
             self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),
             countermesh_core::DEFAULT_MAX_COUNTERS,
         )?;
+        let idempotency = IdempotencyLimits {
+            window: parse_duration(
+                "idempotency-window",
+                self.idempotency_window
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IDEMPOTENCY_WINDOW),
+            )?,
+            max_keys: parse_count(
+                "idempotency-max-keys",
+                self.idempotency_max_keys
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IDEMPOTENCY_MAX_KEYS),
+                MAX_IDEMPOTENCY_KEYS,
+            )?,
+        };
         let allowed_hosts = self.allowed_host.unwrap_or_default();
         for host in &allowed_hosts {
             crate::api::guard::validate_allowed_host(host)
@@ -405,11 +504,13 @@ impl FileConfig {
             tls,
             timing,
             zookeeper,
+            zookeeper_security,
             token,
             allow_unauthenticated,
             allowed_hosts,
             limits,
             max_counters,
+            idempotency,
             log,
         })
     }

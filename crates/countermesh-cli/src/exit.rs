@@ -4,7 +4,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | any other failure (bad configuration, I/O, unexpected answer) |
-//! | 2 | usage error (clap) or a request the agent refused (HTTP 400/403/413) |
+//! | 2 | usage error (clap) or a request the agent refused (HTTP 400/403/413/422) |
 //! | 3 | the counter does not exist (HTTP 404) |
 //! | 4 | compare-and-set mismatch (HTTP 409) |
 //! | 5 | unavailable: the agent or ZooKeeper could not be reached (HTTP 503, connection refused) |

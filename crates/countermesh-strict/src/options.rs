@@ -174,6 +174,16 @@ impl StrictOptions {
         self
     }
 
+    /// Checks these options as [`crate::StrictClient::connect`] does, without
+    /// connecting: the timing rules, the credentials, and the TLS settings (the PEM is
+    /// parsed). A program that connects in the background can call this at start so a
+    /// bad setting fails at once. Errors are [`StrictError::InvalidConfig`].
+    pub fn check(&self) -> Result<(), StrictError> {
+        self.validate()?;
+        crate::security::Security::new(self.credentials.clone(), self.tls.clone(), self.acl)
+            .map(|_| ())
+    }
+
     /// Rejects combinations that would break a guarantee.
     pub(crate) fn validate(&self) -> Result<(), StrictError> {
         if self.op_timeout.is_zero() {

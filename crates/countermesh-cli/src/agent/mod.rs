@@ -6,6 +6,7 @@
 //! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
 //! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
 
+pub(crate) mod idempotency;
 mod server;
 pub(crate) mod state;
 pub(crate) mod stats;
@@ -48,13 +49,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mesh = start_mesh(&config, tls).await?;
     let quic = mesh.local_addr();
 
-    let strict = StrictState::new(config.zookeeper.clone());
+    let strict = StrictState::new(config.zookeeper.clone(), config.zookeeper_security.clone());
     let connector = strict.connect_in_background(config.timing.strict_timeout);
     let policy = HttpPolicy {
         token: config.token.clone(),
         allowed_hosts: AllowedHosts::new(http, &config.allowed_hosts),
         request_timeout: config.limits.request_timeout,
         max_counters: config.max_counters,
+        idempotency: config.idempotency,
     };
     let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));
@@ -67,6 +69,8 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         actor = %state.mesh.actor_id(),
         auth = config.token.is_some(),
         strict = state.strict.configured(),
+        strict_auth = config.zookeeper_security.has_credentials(),
+        strict_tls = config.zookeeper_security.has_tls(),
         "agent ready"
     );
 

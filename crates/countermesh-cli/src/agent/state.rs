@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use countermesh::{Counter, CounterError, Mesh, MeshError};
 
+use crate::agent::idempotency::KeyStore;
 use crate::agent::stats::AgentStats;
 use crate::agent::strict::StrictState;
 use crate::api::guard::AllowedHosts;
@@ -34,6 +35,8 @@ pub(crate) struct AgentState {
     pub(crate) started: Instant,
     /// Bounds how many batch bodies are parsed at once (see `api::eventual::batch`).
     pub(crate) batch_slots: tokio::sync::Semaphore,
+    /// Idempotency keys of eventual writes, remembered for a bounded window.
+    pub(crate) keys: KeyStore,
 }
 
 /// Why a counter handle could not be opened.
@@ -68,6 +71,7 @@ pub(crate) struct HttpPolicy {
     pub(crate) allowed_hosts: AllowedHosts,
     pub(crate) request_timeout: Duration,
     pub(crate) max_counters: usize,
+    pub(crate) idempotency: crate::config::IdempotencyLimits,
 }
 
 impl AgentState {
@@ -83,6 +87,7 @@ impl AgentState {
             max_counters: policy.max_counters,
             started: Instant::now(),
             batch_slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_BATCHES),
+            keys: KeyStore::new(policy.idempotency.window, policy.idempotency.max_keys),
         }
     }
 

@@ -6,10 +6,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use countermesh_strict::{Counter, StrictClient, StrictError, StrictOptions};
+use countermesh_strict::{Counter, StrictClient, StrictError, StrictOptions, ZooKeeperErrorKind};
 use tracing::{info, warn};
 
 use crate::agent::stats::AgentStats;
+use crate::zookeeper_security::ZookeeperSecurity;
 
 /// Handles kept open at most; past this the cache starts over (each open handle holds a
 /// small combiner task, so the bound keeps a scan over many names from piling them up).
@@ -41,6 +42,8 @@ pub(crate) enum Open {
 pub(crate) struct StrictState {
     /// The connect string, or `None` when strict mode is not configured.
     connect: Option<String>,
+    /// Credentials and TLS settings for the session.
+    security: ZookeeperSecurity,
     inner: Arc<Connection>,
 }
 
@@ -53,11 +56,12 @@ struct Connection {
 }
 
 impl StrictState {
-    /// Strict mode for `connect` (or off), with operations bounded by `timeout`. The
+    /// Strict mode for `connect` (or off) with `security` (credentials, TLS). The
     /// connection is opened by [`StrictState::connect_in_background`].
-    pub(crate) fn new(connect: Option<String>) -> Self {
+    pub(crate) fn new(connect: Option<String>, security: ZookeeperSecurity) -> Self {
         Self {
             connect,
+            security,
             inner: Arc::default(),
         }
     }
@@ -90,10 +94,12 @@ impl StrictState {
     ) -> Option<tokio::task::JoinHandle<()>> {
         let connect = self.connect.clone()?;
         let inner = Arc::clone(&self.inner);
-        Some(tokio::spawn(async move {
-            let options = StrictOptions::default()
+        let options = self.security.apply(
+            StrictOptions::default()
                 .with_op_timeout(timeout)
-                .with_session_timeout(Duration::from_secs(6));
+                .with_session_timeout(Duration::from_secs(6)),
+        );
+        Some(tokio::spawn(async move {
             let mut pause = Duration::from_millis(500);
             loop {
                 match StrictClient::connect(&connect, options.clone()).await {
@@ -234,6 +240,17 @@ fn outcome_label(error: &StrictError) -> &'static str {
         StrictError::Conflict { .. } => "conflict",
         StrictError::Unavailable { .. } | StrictError::SessionExpired => "unavailable",
         StrictError::Ambiguous { .. } => "ambiguous",
+        StrictError::OpIdReused { .. } => "op_id_reused",
+        StrictError::ZooKeeper(zk)
+            if matches!(
+                zk.kind(),
+                ZooKeeperErrorKind::NoAuth
+                    | ZooKeeperErrorKind::AuthFailed
+                    | ZooKeeperErrorKind::InvalidAcl
+            ) =>
+        {
+            "not_authorized"
+        }
         _ => "error",
     }
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use countermesh_strict::StrictError;
+use countermesh_strict::{StrictError, ZooKeeperErrorKind};
 use serde::Serialize;
 
 use crate::agent::state::OpenError;
@@ -53,6 +53,21 @@ impl ApiError {
 
     pub(crate) fn invalid_body(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    pub(crate) fn invalid_idempotency_key(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
+    }
+
+    /// A key reused for a different request: 422 as the IETF idempotency-key draft
+    /// answers it, not 409, which clients (and the CLI's exit code 4) read as a CAS
+    /// mismatch.
+    pub(crate) fn idempotency_key_reused(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            message,
+        )
     }
 
     pub(crate) fn unauthorized() -> Self {
@@ -150,8 +165,36 @@ impl ApiError {
                  {deadline:?}, so it may or may not have taken effect (at most once; op id \
                  {op_id})"
             )),
+            StrictError::OpIdReused { op_id } => Self::idempotency_key_reused(format!(
+                "the idempotency key {op_id:?} was already used on this counter for a \
+                 different operation (another kind or other values); this request had no \
+                 effect and the earlier one keeps its result. Use a new key for a new \
+                 operation"
+            )),
+            StrictError::InvalidOpId { .. } => Self::invalid_idempotency_key(error.to_string()),
             StrictError::Corrupt { .. } | StrictError::InvalidConfig(_) => {
                 Self::internal(error.to_string())
+            }
+            // The agent's identity is not allowed to do this: only the operator can fix
+            // it (credentials or ACLs), so it is neither the client's fault nor a bug.
+            StrictError::ZooKeeper(zk)
+                if matches!(
+                    zk.kind(),
+                    ZooKeeperErrorKind::NoAuth
+                        | ZooKeeperErrorKind::AuthFailed
+                        | ZooKeeperErrorKind::InvalidAcl
+                ) =>
+            {
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "zookeeper_not_authorized",
+                    format!(
+                        "ZooKeeper refused this agent: {zk}; the operation had no effect. \
+                         The counters' ACLs need credentials this agent does not have: start \
+                         it with --zookeeper-auth-file (or --zookeeper-tls-*) holding the \
+                         identity that owns the root"
+                    ),
+                )
             }
             StrictError::ZooKeeper(_) => Self::internal(error.to_string()),
             _ => Self::internal(error.to_string()),

@@ -2,18 +2,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::HeaderMap;
 use countermesh::MemberState;
 use serde_json::Value;
 
+use crate::agent::idempotency::Once;
+use crate::agent::state::AgentState;
 use crate::agent::stats::Waiting;
 use crate::api::Shared;
 use crate::api::body::{counter_name, json_object, optional_i64};
 use crate::api::error::ApiError;
+use crate::api::idempotency;
 use crate::api::replies::{
     AddReply, BatchReply, CounterRow, ListReply, MemberReply, MembersReply, ReadReply, SelfReply,
 };
@@ -26,17 +31,23 @@ const DEFAULT_LIST_LIMIT: usize = 1_000;
 /// lock, so this bounds how long one request holds it beyond the scan.
 pub(crate) const MAX_LIST_LIMIT: usize = 10_000;
 
-/// A local atomic add: never waits for the network.
+/// A local atomic add: never waits for the network. With an idempotency key, a repeat
+/// within the window is answered without adding (see `agent/idempotency.rs`).
 pub(crate) async fn add(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AddReply>, ApiError> {
     let name = counter_name(path)?;
     let object = json_object(body, true)?;
     let delta = optional_i64(&object, "delta", "")?.unwrap_or(1);
-    state.counter(&name)?.add(delta);
-    state.stats.count_adds(1);
+    let key = idempotency::op_id(&headers, &object)?;
+    let counter = state.counter(&name)?;
+    let fingerprint = |state: &AgentState| state.keys.fingerprint(("add", &name, delta));
+    if once(&state, key.as_ref(), fingerprint, || counter.add(delta))? {
+        state.stats.count_adds(1);
+    }
     Ok(Json(AddReply {
         name,
         delta,
@@ -74,6 +85,7 @@ pub(crate) async fn batch(
     State(state): Shared,
     request: Request,
 ) -> Result<Json<BatchReply>, ApiError> {
+    let headers = request.headers().clone();
     // Reading and parsing hold memory proportional to the body, so only a few batches
     // do it at once. The slot is taken before the body is read: a batch waiting for one
     // holds nothing but its connection, whatever size it announced.
@@ -87,21 +99,56 @@ pub(crate) async fn batch(
     let body = Bytes::from_request(request, &()).await;
     let object = json_object(body, false)?;
     let parsed = batch_entries(&object)?;
+    let key = idempotency::op_id(&headers, &object)?;
     // Open every handle before adding anything, so a counter that cannot be created
     // (the node's counter limit) fails the batch with nothing applied.
     let handles = parsed
         .iter()
         .map(|(name, _)| state.counter(name))
         .collect::<Result<Vec<_>, _>>()?;
-    for (counter, (_, delta)) in handles.iter().zip(&parsed) {
-        counter.add(*delta);
+    let fingerprint = |state: &AgentState| state.keys.fingerprint(("batch", &parsed));
+    let apply = || {
+        for (counter, (_, delta)) in handles.iter().zip(&parsed) {
+            counter.add(*delta);
+        }
+    };
+    if once(&state, key.as_ref(), fingerprint, apply)? {
+        state.stats.count_adds(parsed.len() as u64);
+        state.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
-    state.stats.count_adds(parsed.len() as u64);
-    state.stats.batches.fetch_add(1, Ordering::Relaxed);
     Ok(Json(BatchReply {
         applied: parsed.len(),
         consistency: "eventual",
     }))
+}
+
+/// Runs `apply` unless `key` was already used: returns whether it ran. A repeat of the
+/// same request within the window is `Ok(false)` (answered as the original was, since
+/// an eventual write's answer follows from its request); the key with another request
+/// is 422. The fingerprint is only computed when there is a key.
+fn once(
+    state: &AgentState,
+    key: Option<&countermesh_strict::OpId>,
+    fingerprint: impl FnOnce(&AgentState) -> crate::agent::idempotency::Fingerprint,
+    apply: impl FnOnce(),
+) -> Result<bool, ApiError> {
+    let Some(key) = key else {
+        apply();
+        return Ok(true);
+    };
+    match state
+        .keys
+        .once(key.as_str(), fingerprint(state), Instant::now(), apply)
+    {
+        Once::Applied(()) => Ok(true),
+        Once::Repeat => Ok(false),
+        Once::Conflict => Err(ApiError::idempotency_key_reused(format!(
+            "the idempotency key {:?} was already used on this agent within \
+             --idempotency-window for a different eventual write (another route, counter \
+             or delta); this request had no effect. Use a new key for a new operation",
+            key.as_str()
+        ))),
+    }
 }
 
 /// The `(name, delta)` pairs of a batch body, every one validated.

@@ -6,18 +6,32 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/counters/{name}/add` `{"delta"}` | `{"name","delta","consistency":"eventual"}` |
+//! | `POST /v1/counters/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","delta","consistency":"eventual"}` |
 //! | `GET /v1/counters/{name}` | `{"name","value","consistency","contributors","members"}` |
-//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}]}` | `{"applied","consistency"}` |
+//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}][,"op_id"]}` [`Idempotency-Key`] | `{"applied","consistency"}` |
 //! | `GET /v1/counters?prefix=&limit=&after=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated","next"}` |
 //! | `GET /v1/members` | `{"self":{..},"members":[{"addr","actor","incarnation","state"}]}` |
-//! | `POST /v1/strict/{name}/add` `{"delta"}` | `{"name","value","consistency":"strict"}` |
+//! | `POST /v1/strict/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","value","consistency":"strict"}` |
 //! | `GET /v1/strict/{name}[?sequential=true]` | `{"name","value","consistency":"strict"}` |
-//! | `POST /v1/strict/{name}/cas` `{"expected","new"}` | `{"name","swapped":true,"value"}` or 409 |
-//! | `POST /v1/strict/{name}/set` `{"value"}` | `{"name","value"}` |
+//! | `POST /v1/strict/{name}/cas` `{"expected","new"[,"op_id"]}` [`Idempotency-Key`] | `{"name","swapped":true,"value"}` or 409 |
+//! | `POST /v1/strict/{name}/set` `{"value"[,"op_id"]}` [`Idempotency-Key`] | `{"name","value"}` |
 //! | `DELETE /v1/strict/{name}` | `{"name","deleted":true}` |
 //! | `GET /v1/status`, `GET /`, `GET /metrics`, `GET /healthz` | status JSON, page, Prometheus, `ok` |
 //! | `GET /status.js`, `GET /status.css` | the status page's script and style |
+//!
+//! Strict writes (add, cas, set) take an idempotency key, as the `Idempotency-Key`
+//! header or the body's `op_id` field (400 `invalid_idempotency_key` if both are given
+//! and differ, or the key is not 1 to 128 characters from `A-Za-z0-9-_.~`). A retry with
+//! the same key returns the original answer (the add's original post-value, the cas's
+//! original outcome) and applies nothing; the same key with another operation on the
+//! same counter is 422 `idempotency_key_reused`. Keys are remembered in ZooKeeper for
+//! the strict client's `receipt_max_age` (10 minutes) after the write; see
+//! [`idempotency`].
+//!
+//! Eventual writes (add, batch) take the same key; the agent remembers it in memory for
+//! `--idempotency-window` (at most `--idempotency-max-keys` keys, oldest evicted), so a
+//! repeat is answered without adding again until then or until the agent restarts;
+//! see `agent/idempotency.rs`.
 //!
 //! Strict counters are created at 0 by their first write (add, cas, set). Reading one
 //! that does not exist answers 404 and creates nothing: a `GET` can be triggered by any
@@ -42,6 +56,7 @@ mod body;
 pub(crate) mod error;
 mod eventual;
 pub(crate) mod guard;
+mod idempotency;
 mod prometheus;
 mod replies;
 mod status_page;

@@ -125,6 +125,30 @@ const FAMILIES: &[Family] = &[
         samples: |s, w| w.sample(&[], s.state.stats.batches.load(Ordering::Relaxed)),
     },
     Family {
+        name: "countermesh_idempotency_keys",
+        kind: GAUGE,
+        help: "Idempotency keys of eventual writes remembered now (at most --idempotency-max-keys).",
+        samples: |s, w| w.sample(&[], s.state.keys.len()),
+    },
+    Family {
+        name: "countermesh_idempotency_hits_total",
+        kind: COUNTER,
+        help: "Eventual writes repeated with a remembered key: answered without adding again.",
+        samples: |s, w| w.sample(&[], s.state.keys.hits()),
+    },
+    Family {
+        name: "countermesh_idempotency_conflicts_total",
+        kind: COUNTER,
+        help: "Eventual writes refused because their key was used for a different request (422).",
+        samples: |s, w| w.sample(&[], s.state.keys.conflicts()),
+    },
+    Family {
+        name: "countermesh_idempotency_evictions_total",
+        kind: COUNTER,
+        help: "Idempotency keys forgotten before --idempotency-window ended because --idempotency-max-keys were remembered.",
+        samples: |s, w| w.sample(&[], s.state.keys.evictions()),
+    },
+    Family {
         name: "countermesh_http_batches_waiting",
         kind: GAUGE,
         help: "Batch requests waiting for a parse slot (their bodies not read yet).",

@@ -1,4 +1,9 @@
 //! Handlers for strict counters on ZooKeeper: add, get, compare-and-set, set, delete.
+//!
+//! The writes (add, cas, set) take an idempotency key (see [`idempotency`]): a retry
+//! with the same key, from this agent or any other of the same ZooKeeper root, gets the
+//! original answer and applies nothing, for the strict client's receipt lifetime
+//! (`receipt_max_age`, 10 minutes).
 
 use std::collections::HashMap;
 
@@ -6,12 +11,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use countermesh_strict::Outcome;
 
 use crate::agent::strict::Open;
 use crate::api::Shared;
 use crate::api::body::{json_object, optional_i64, required_i64, strict_name};
 use crate::api::error::ApiError;
+use crate::api::idempotency;
 use crate::api::replies::{CasReply, DeleteReply, SetReply, StrictValueReply};
 
 fn ok_label<T>(_: &T) -> &'static str {
@@ -21,11 +28,13 @@ fn ok_label<T>(_: &T) -> &'static str {
 pub(crate) async fn add(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<StrictValueReply>, ApiError> {
     let name = strict_name(path)?;
     let object = json_object(body, true)?;
     let delta = optional_i64(&object, "delta", "")?.unwrap_or(1);
+    let key = idempotency::op_id(&headers, &object)?;
     let value = state
         .strict
         .run(
@@ -33,7 +42,15 @@ pub(crate) async fn add(
             ("add", Open::OrCreate),
             &name,
             ok_label,
-            |c| async move { c.add(delta).await },
+            |c| {
+                let key = key.clone();
+                async move {
+                    match key {
+                        Some(key) => c.add_with_op_id(delta, &key).await,
+                        None => c.add(delta).await,
+                    }
+                }
+            },
         )
         .await?;
     Ok(Json(StrictValueReply {
@@ -93,25 +110,29 @@ pub(crate) async fn get(
 pub(crate) async fn cas(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CasReply>, ApiError> {
     let name = strict_name(path)?;
     let object = json_object(body, false)?;
     let expected = required_i64(&object, "expected")?;
     let new = required_i64(&object, "new")?;
+    let key = idempotency::op_id(&headers, &object)?;
     let label = |outcome: &Outcome| match outcome {
         Outcome::Swapped => "ok",
         Outcome::Mismatch { .. } => "mismatch",
     };
     let outcome = state
         .strict
-        .run(
-            &state.stats,
-            ("cas", Open::OrCreate),
-            &name,
-            label,
-            |c| async move { c.compare_and_set(expected, new).await },
-        )
+        .run(&state.stats, ("cas", Open::OrCreate), &name, label, |c| {
+            let key = key.clone();
+            async move {
+                match key {
+                    Some(key) => c.compare_and_set_with_op_id(expected, new, &key).await,
+                    None => c.compare_and_set(expected, new).await,
+                }
+            }
+        })
         .await?;
     match outcome {
         Outcome::Swapped => Ok(Json(CasReply {
@@ -126,11 +147,13 @@ pub(crate) async fn cas(
 pub(crate) async fn set(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SetReply>, ApiError> {
     let name = strict_name(path)?;
     let object = json_object(body, false)?;
     let value = required_i64(&object, "value")?;
+    let key = idempotency::op_id(&headers, &object)?;
     state
         .strict
         .run(
@@ -138,7 +161,15 @@ pub(crate) async fn set(
             ("set", Open::OrCreate),
             &name,
             ok_label,
-            |c| async move { c.set(value).await },
+            |c| {
+                let key = key.clone();
+                async move {
+                    match key {
+                        Some(key) => c.set_with_op_id(value, &key).await,
+                        None => c.set(value).await,
+                    }
+                }
+            },
         )
         .await?;
     Ok(Json(SetReply { name, value }))

@@ -121,6 +121,10 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "--commit-interval",
         "--zookeeper",
         "--strict-timeout",
+        "--zookeeper-auth-file",
+        "--zookeeper-tls-ca",
+        "--zookeeper-tls-cert",
+        "--zookeeper-tls-key",
         "--token",
         "--token-file",
         "--allow-unauthenticated",
@@ -130,6 +134,8 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "--request-timeout",
         "--max-connections",
         "--max-counters",
+        "--idempotency-window",
+        "--idempotency-max-keys",
         "--log",
     ] {
         assert!(help.contains(option), "{option} missing from:\n{help}");
@@ -144,6 +150,7 @@ fn help_documents_every_option_and_its_default() -> anyhow::Result<()> {
         "[default: 30s]",
         "[default: 1024]",
         "[default: 100000]",
+        "[default: 10m]",
     ] {
         assert!(help.contains(default), "{default} missing from:\n{help}");
     }
