@@ -6,15 +6,15 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/counters/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","delta","consistency":"eventual"}` |
+//! | `POST /v1/counters/{name}/add` `{"delta"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","delta","consistency":"eventual"}` |
 //! | `GET /v1/counters/{name}` | `{"name","value","consistency","contributors","members"}` |
-//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}][,"op_id"]}` [`Idempotency-Key`] | `{"applied","consistency"}` |
+//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}][,"op_id"]}` (+ `Idempotency-Key`) | `{"applied","consistency"}` |
 //! | `GET /v1/counters?prefix=&limit=&after=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated","next"}` |
 //! | `GET /v1/members` | `{"self":{..},"members":[{"addr","actor","incarnation","state"}]}` |
-//! | `POST /v1/strict/{name}/add` `{"delta"[,"op_id"]}` [`Idempotency-Key`] | `{"name","value","consistency":"strict"}` |
+//! | `POST /v1/strict/{name}/add` `{"delta"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","value","consistency":"strict"}` |
 //! | `GET /v1/strict/{name}[?sequential=true]` | `{"name","value","consistency":"strict"}` |
-//! | `POST /v1/strict/{name}/cas` `{"expected","new"[,"op_id"]}` [`Idempotency-Key`] | `{"name","swapped":true,"value"}` or 409 |
-//! | `POST /v1/strict/{name}/set` `{"value"[,"op_id"]}` [`Idempotency-Key`] | `{"name","value"}` |
+//! | `POST /v1/strict/{name}/cas` `{"expected","new"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","swapped":true,"value"}` or 409 |
+//! | `POST /v1/strict/{name}/set` `{"value"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","value"}` |
 //! | `DELETE /v1/strict/{name}` | `{"name","deleted":true}` |
 //! | `GET /v1/status`, `GET /`, `GET /metrics`, `GET /healthz` | status JSON, page, Prometheus, `ok` |
 //! | `GET /status.js`, `GET /status.css` | the status page's script and style |
