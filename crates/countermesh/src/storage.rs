@@ -183,10 +183,7 @@ impl Storage {
     fn migrate_v1(&self) -> Result<(), StorageError> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         {
-            let mut meta = match txn.open_table(META) {
-                Ok(table) => table,
-                Err(e) => return Err(self.error(e)),
-            };
+            let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
             let format = meta
                 .get("format")
                 .map_err(|e| self.error(e))?
@@ -195,10 +192,6 @@ impl Storage {
                 // Nothing to migrate; the write transaction is dropped unused.
                 return Ok(());
             }
-            let corrupt = |reason: String| StorageError::Corrupt {
-                path: self.path.clone(),
-                reason,
-            };
             let actor = meta
                 .get("actor")
                 .map_err(|e| self.error(e))?
@@ -209,58 +202,75 @@ impl Storage {
             }
             meta.insert("format", FORMAT_VERSION)
                 .map_err(|e| self.error(e))?;
-
-            let mut entries = txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
-            let mut rows = Vec::new();
-            for row in entries.iter().map_err(|e| self.error(e))? {
-                let (key, value) = row.map_err(|e| self.error(e))?;
-                let (name, actor) = key.value();
-                rows.push((name.to_owned(), actor, value.value()));
-            }
-            let held: std::collections::HashSet<(&str, u64)> =
-                rows.iter().map(|(n, a, _)| (n.as_str(), *a)).collect();
-            for (name, actor, value) in &rows {
-                if actor & SINK_BIT == 0 {
-                    continue;
-                }
-                let mapped = actor & !SINK_BIT;
-                if held.contains(&(name.as_str(), mapped)) {
-                    return Err(corrupt(format!(
-                        "format-1 actors {actor:#x} and {mapped:#x} collide when migrating to format {FORMAT_VERSION}"
-                    )));
-                }
-                entries
-                    .remove((name.as_str(), *actor))
-                    .map_err(|e| self.error(e))?;
-                entries
-                    .insert((name.as_str(), mapped), *value)
-                    .map_err(|e| self.error(e))?;
-            }
-
-            let mut watermarks = txn.open_table(WATERMARKS).map_err(|e| self.error(e))?;
-            let mut marks = Vec::new();
-            for row in watermarks.iter().map_err(|e| self.error(e))? {
-                let (actor, version) = row.map_err(|e| self.error(e))?;
-                marks.push((actor.value(), version.value()));
-            }
-            // The table iterates in key order, so `marks` is sorted by actor.
-            for &(actor, version) in &marks {
-                if actor & SINK_BIT == 0 {
-                    continue;
-                }
-                let mapped = actor & !SINK_BIT;
-                if marks.binary_search_by_key(&mapped, |&(a, _)| a).is_ok() {
-                    return Err(corrupt(format!(
-                        "format-1 actors {actor:#x} and {mapped:#x} collide when migrating to format {FORMAT_VERSION}"
-                    )));
-                }
-                watermarks.remove(actor).map_err(|e| self.error(e))?;
-                watermarks
-                    .insert(mapped, version)
-                    .map_err(|e| self.error(e))?;
-            }
+            self.migrate_entries(&txn)?;
+            self.migrate_watermarks(&txn)?;
         }
         txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// The error for two format-1 actor ids that the migration would merge.
+    fn collision(&self, actor: u64, mapped: u64) -> StorageError {
+        StorageError::Corrupt {
+            path: self.path.clone(),
+            reason: format!(
+                "format-1 actors {actor:#x} and {mapped:#x} collide when migrating to format {FORMAT_VERSION}"
+            ),
+        }
+    }
+
+    /// Part of [`Storage::migrate_v1`]: re-keys every entry of an actor with the top bit.
+    fn migrate_entries(&self, txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+        let mut entries = txn.open_table(ENTRIES).map_err(|e| self.error(e))?;
+        let mut rows = Vec::new();
+        for row in entries.iter().map_err(|e| self.error(e))? {
+            let (key, value) = row.map_err(|e| self.error(e))?;
+            let (name, actor) = key.value();
+            rows.push((name.to_owned(), actor, value.value()));
+        }
+        let held: std::collections::HashSet<(&str, u64)> =
+            rows.iter().map(|(n, a, _)| (n.as_str(), *a)).collect();
+        for (name, actor, value) in &rows {
+            if actor & SINK_BIT == 0 {
+                continue;
+            }
+            let mapped = actor & !SINK_BIT;
+            if held.contains(&(name.as_str(), mapped)) {
+                return Err(self.collision(*actor, mapped));
+            }
+            entries
+                .remove((name.as_str(), *actor))
+                .map_err(|e| self.error(e))?;
+            entries
+                .insert((name.as_str(), mapped), *value)
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Part of [`Storage::migrate_v1`]: re-keys every watermark of an actor with the
+    /// top bit.
+    fn migrate_watermarks(&self, txn: &redb::WriteTransaction) -> Result<(), StorageError> {
+        let mut watermarks = txn.open_table(WATERMARKS).map_err(|e| self.error(e))?;
+        let mut marks = Vec::new();
+        for row in watermarks.iter().map_err(|e| self.error(e))? {
+            let (actor, version) = row.map_err(|e| self.error(e))?;
+            marks.push((actor.value(), version.value()));
+        }
+        // The table iterates in key order, so `marks` is sorted by actor.
+        for &(actor, version) in &marks {
+            if actor & SINK_BIT == 0 {
+                continue;
+            }
+            let mapped = actor & !SINK_BIT;
+            if marks.binary_search_by_key(&mapped, |&(a, _)| a).is_ok() {
+                return Err(self.collision(actor, mapped));
+            }
+            watermarks.remove(actor).map_err(|e| self.error(e))?;
+            watermarks
+                .insert(mapped, version)
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Makes `actor` the directory's current incarnation, in one transaction: the
