@@ -33,6 +33,12 @@ const DEFAULT_IDEMPOTENCY_MAX_KEYS: &str = "100000";
 /// The most keys `--idempotency-max-keys` may ask for (~1.7 GB of UUID keys).
 const MAX_IDEMPOTENCY_KEYS: usize = 10_000_000;
 const DEFAULT_LOG: &str = "info";
+/// Redis's default is 10,000 clients; an agent serving counters needs far fewer, and
+/// each connection holds up to one command's worth of buffer (about 2 MiB at most).
+const DEFAULT_RESP_MAX_CONNECTIONS: &str = "1024";
+/// Redis never closes idle clients by default; the agent does, so forgotten
+/// connections do not hold a slot of --resp-max-connections forever.
+const DEFAULT_RESP_IDLE_TIMEOUT: &str = "5m";
 
 /// Options of `countermesh agent`.
 ///
@@ -76,6 +82,23 @@ pub(crate) struct AgentArgs {
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "COUNTERMESH_HTTP", value_name = "IP:PORT")]
     http: Option<String>,
+
+    /// Also serve the Redis protocol (RESP2, RESP3 after HELLO 3) on this address:
+    /// INCR, INCRBY, DECR, DECRBY, GET, MGET and connection commands. Keys starting with
+    /// `strict:` are strict counters; all others eventual. Port 0 picks a free port.
+    /// [default: none: no RESP listener]
+    #[arg(long, env = "COUNTERMESH_RESP", value_name = "IP:PORT")]
+    resp: Option<String>,
+
+    /// RESP connections served at once; further clients wait to be accepted.
+    /// [default: 1024]
+    #[arg(long, env = "COUNTERMESH_RESP_MAX_CONNECTIONS", value_name = "N")]
+    resp_max_connections: Option<String>,
+
+    /// How long a RESP connection may stay silent before the agent closes it.
+    /// [default: 5m]
+    #[arg(long, env = "COUNTERMESH_RESP_IDLE_TIMEOUT", value_name = "DURATION")]
+    resp_idle_timeout: Option<String>,
 
     /// A directory for durable state (actor id, own adds, learned counts). [default:
     /// none: state is in memory and a restart starts a new actor]
@@ -237,6 +260,10 @@ struct FileConfig {
     advertise: Option<String>,
     seeds: Option<Vec<String>>,
     http: Option<String>,
+    resp: Option<String>,
+    #[serde(default, deserialize_with = "number_as_text")]
+    resp_max_connections: Option<String>,
+    resp_idle_timeout: Option<String>,
     data_dir: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -307,6 +334,9 @@ pub(crate) struct AgentConfig {
     pub(crate) advertise: Option<SocketAddr>,
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) http: SocketAddr,
+    /// The RESP listener's address, if any, and its bounds.
+    pub(crate) resp: Option<SocketAddr>,
+    pub(crate) resp_limits: crate::resp::RespLimits,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) tls: TlsSource,
     pub(crate) timing: Timing,
@@ -340,6 +370,8 @@ impl fmt::Debug for AgentConfig {
             .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("http", &self.http)
+            .field("resp", &self.resp)
+            .field("resp_limits", &self.resp_limits)
             .field("data_dir", &self.data_dir)
             .field("tls", &self.tls)
             .field("timing", &self.timing)
@@ -374,6 +406,9 @@ impl AgentArgs {
             advertise: self.advertise.or(file.advertise),
             seeds: Some(list(self.seeds, file.seeds)),
             http: self.http.or(file.http),
+            resp: self.resp.or(file.resp),
+            resp_max_connections: self.resp_max_connections.or(file.resp_max_connections),
+            resp_idle_timeout: self.resp_idle_timeout.or(file.resp_idle_timeout),
             data_dir: self.data_dir.or(file.data_dir),
             tls_ca: self.tls_ca.or(file.tls_ca),
             tls_cert: self.tls_cert.or(file.tls_cert),
@@ -450,6 +485,38 @@ impl FileConfig {
                  --token-file, or pass --allow-unauthenticated if the network is trusted"
             );
         }
+        let resp = self
+            .resp
+            .as_deref()
+            .map(|addr| parse_bind("resp", addr))
+            .transpose()?;
+        if let Some(resp) = resp
+            && token.is_none()
+            && !resp.ip().is_loopback()
+            && !allow_unauthenticated
+        {
+            bail!(
+                "--resp {resp} is reachable from other hosts, and without a token anyone who \
+                 can reach it can read and change every counter: set --token or \
+                 --token-file (clients then AUTH with it), or pass --allow-unauthenticated if \
+                 the network is trusted"
+            );
+        }
+        let resp_limits = crate::resp::RespLimits {
+            max_connections: parse_count(
+                "resp-max-connections",
+                self.resp_max_connections
+                    .as_deref()
+                    .unwrap_or(DEFAULT_RESP_MAX_CONNECTIONS),
+                1_000_000,
+            )?,
+            idle_timeout: parse_duration(
+                "resp-idle-timeout",
+                self.resp_idle_timeout
+                    .as_deref()
+                    .unwrap_or(DEFAULT_RESP_IDLE_TIMEOUT),
+            )?,
+        };
         let max_counters = parse_count(
             "max-counters",
             self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),
@@ -500,6 +567,8 @@ impl FileConfig {
                 .map(|seed| resolve_addr("seeds", seed))
                 .collect::<anyhow::Result<Vec<_>>>()?,
             http,
+            resp,
+            resp_limits,
             data_dir: self.data_dir,
             tls,
             timing,

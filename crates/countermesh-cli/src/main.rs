@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod demo;
 mod exit;
+mod resp;
 mod zookeeper_security;
 
 use std::process::ExitCode;

@@ -1,10 +1,11 @@
 //! `countermesh agent`: one mesh node plus the HTTP API.
 //!
 //! Start-up order: validate the configuration (nothing is bound before it is known to
-//! be good), bind HTTP (so a port conflict fails before the node joins anyone), start
-//! the mesh, then announce both addresses. Strict mode connects in the background.
-//! SIGINT or SIGTERM stops HTTP gracefully (in-flight requests get
-//! [`HTTP_DRAIN_TIMEOUT`]), then shuts the mesh down (flush, leave, close) and exits 0.
+//! be good), bind HTTP and RESP (so a port conflict fails before the node joins
+//! anyone), start the mesh, then announce the addresses. Strict mode connects in the
+//! background. SIGINT or SIGTERM stops HTTP and RESP gracefully (in-flight requests get
+//! [`HTTP_DRAIN_TIMEOUT`], RESP connections finish the batch they are answering), then
+//! shuts the mesh down (flush, leave, close) and exits 0.
 
 pub(crate) mod idempotency;
 mod server;
@@ -46,6 +47,19 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let http = listener
         .local_addr()
         .context("reading the HTTP listener's address")?;
+    let resp_listener = match config.resp {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--resp: cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    let resp = resp_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()
+        .context("reading the RESP listener's address")?;
     let mesh = start_mesh(&config, tls).await?;
     let quic = mesh.local_addr();
 
@@ -60,13 +74,24 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let state = Arc::new(AgentState::new(mesh, strict, policy));
     let sampler = tokio::spawn(sample_rate(Arc::clone(&state)));
+    // Both listeners stop on the same signal; the RESP one watches this flag.
+    let (stop_resp, resp_stopped) = tokio::sync::watch::channel(false);
+    let resp_server = resp_listener.map(|listener| {
+        tokio::spawn(crate::resp::serve(
+            listener,
+            Arc::clone(&state),
+            config.resp_limits,
+            resp_stopped,
+        ))
+    });
 
-    announce(http, quic);
+    announce(http, resp, quic);
     info!(
         http = %format_args!("http://{http}"),
         %quic,
         advertise = %state.mesh.id().addr(),
         actor = %state.mesh.actor_id(),
+        resp = ?resp,
         auth = config.token.is_some(),
         strict = state.strict.configured(),
         strict_auth = config.zookeeper_security.has_credentials(),
@@ -74,8 +99,22 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "agent ready"
     );
 
-    serve_until_signal(listener, &state, config.limits).await;
-    info!("HTTP stopped; shutting the mesh down");
+    serve_until_signal(listener, &state, config.limits, &stop_resp).await;
+    if let Some(mut server) = resp_server {
+        // The signal already told it to stop; connections finish their current batch.
+        if tokio::time::timeout(crate::resp::DRAIN_TIMEOUT, &mut server)
+            .await
+            .is_err()
+        {
+            warn!(
+                "RESP connections still busy after {:?}; closing them",
+                crate::resp::DRAIN_TIMEOUT
+            );
+            server.abort();
+            let _ = server.await;
+        }
+    }
+    info!("HTTP and RESP stopped; shutting the mesh down");
     sampler.abort();
     if let Some(connector) = connector {
         connector.abort();
@@ -86,12 +125,14 @@ pub(crate) async fn run(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves HTTP until SIGINT or SIGTERM, then drains in-flight requests for at most
-/// [`HTTP_DRAIN_TIMEOUT`] and closes whatever is left.
+/// Serves HTTP until SIGINT or SIGTERM, then tells the RESP listener to stop (through
+/// `stop_resp`), drains in-flight requests for at most [`HTTP_DRAIN_TIMEOUT`] and closes
+/// whatever is left.
 async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     state: &Arc<AgentState>,
     limits: crate::config::HttpLimits,
+    stop_resp: &tokio::sync::watch::Sender<bool>,
 ) {
     let app = crate::api::router(Arc::clone(state));
     let signalled = Arc::new(tokio::sync::Notify::new());
@@ -104,6 +145,7 @@ async fn serve_until_signal(
         () = &mut server => {}
         () = shutdown_signal() => {
             signalled.notify_one();
+            stop_resp.send_replace(true);
             if tokio::time::timeout(HTTP_DRAIN_TIMEOUT, &mut server).await.is_err() {
                 // Dropping the server future aborts every connection task.
                 warn!("HTTP requests still running after {HTTP_DRAIN_TIMEOUT:?}; closing them");
@@ -195,9 +237,17 @@ async fn start_mesh(config: &AgentConfig, tls: TlsConfig) -> anyhow::Result<Mesh
 /// The machine-readable start-up lines on stdout: scripts and tests that start the agent
 /// with port 0 read the bound addresses from them.
 #[allow(clippy::print_stdout)]
-fn announce(http: std::net::SocketAddr, quic: std::net::SocketAddr) {
+fn announce(
+    http: std::net::SocketAddr,
+    resp: Option<std::net::SocketAddr>,
+    quic: std::net::SocketAddr,
+) {
     use std::io::Write as _;
     println!("http listening on http://{http}");
+    // Before the QUIC line, which readers take as the last one.
+    if let Some(resp) = resp {
+        println!("resp listening on {resp}");
+    }
     println!("quic listening on {quic}");
     let _ = std::io::stdout().flush();
 }

@@ -1,6 +1,6 @@
 //! [`AgentStats`]: what the agent itself counts (the mesh counts gossip): adds, reads,
-//! HTTP responses, strict-operation latencies and outcomes, and the add-rate history the
-//! status page draws.
+//! HTTP responses, RESP connections and commands, strict-operation latencies and
+//! outcomes, and the add-rate history the status page draws.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -27,6 +27,62 @@ pub(crate) struct AgentStats {
     strict: Mutex<StrictMetrics>,
     /// Adds per second over the last [`RATE_SAMPLES`] seconds, oldest first.
     rate: Mutex<RateHistory>,
+    /// The RESP listener's connections and commands.
+    pub(crate) resp: RespStats,
+}
+
+/// What the RESP listener counts. Commands are counted by their slot in
+/// [`COMMANDS`](crate::resp::commands::COMMANDS) (plus one slot for unknown names), so
+/// clients cannot create label values.
+#[derive(Debug)]
+pub(crate) struct RespStats {
+    /// Connections accepted so far (also the source of connection ids).
+    pub(crate) connections_total: AtomicU64,
+    /// Connections open right now.
+    pub(crate) connections_open: AtomicU64,
+    /// Streams closed for not being valid RESP.
+    pub(crate) protocol_errors: AtomicU64,
+    /// Commands run, by slot.
+    pub(crate) commands: Vec<AtomicU64>,
+    /// Commands answered with an error, by slot.
+    pub(crate) errors: Vec<AtomicU64>,
+}
+
+impl Default for RespStats {
+    fn default() -> Self {
+        let slots = || {
+            (0..=crate::resp::commands::COMMANDS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        };
+        Self {
+            connections_total: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            commands: slots(),
+            errors: slots(),
+        }
+    }
+}
+
+impl RespStats {
+    /// Counts one command in `slot`, and its error reply if it got one.
+    pub(crate) fn count_command(&self, slot: usize, error: bool) {
+        if let Some(n) = self.commands.get(slot) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        if error && let Some(n) = self.errors.get(slot) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The command name of a slot: its [`COMMANDS`](crate::resp::commands::COMMANDS)
+    /// name, or `unknown`.
+    pub(crate) fn slot_name(slot: usize) -> &'static str {
+        crate::resp::commands::COMMANDS
+            .get(slot)
+            .map_or("unknown", |spec| spec.name)
+    }
 }
 
 #[derive(Debug, Default)]

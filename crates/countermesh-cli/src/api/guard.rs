@@ -223,8 +223,8 @@ pub(crate) async fn authenticate(State(state): Shared, request: Request, next: N
 }
 
 /// Compares every byte whatever the first difference, so the time taken does not tell
-/// a guesser how much of the token it got right.
-fn same(presented: &[u8], expected: &[u8]) -> bool {
+/// a guesser how much of the token it got right. The RESP listener's AUTH uses it too.
+pub(crate) fn same(presented: &[u8], expected: &[u8]) -> bool {
     let mut diff = u8::from(presented.len() != expected.len());
     for (i, &byte) in expected.iter().enumerate() {
         diff |= byte ^ presented.get(i).copied().unwrap_or(!byte);

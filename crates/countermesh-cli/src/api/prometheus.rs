@@ -109,13 +109,13 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "countermesh_adds_total",
         kind: COUNTER,
-        help: "Eventual add operations accepted over HTTP (one per batch entry).",
+        help: "Eventual add operations accepted over HTTP (one per batch entry) and RESP (INCR, INCRBY, DECR, DECRBY).",
         samples: |s, w| w.sample(&[], s.state.stats.adds.load(Ordering::Relaxed)),
     },
     Family {
         name: "countermesh_reads_total",
         kind: COUNTER,
-        help: "Eventual read requests served over HTTP (single counters and listings).",
+        help: "Eventual read requests served over HTTP (single counters and listings) and RESP (one per GET or MGET key).",
         samples: |s, w| w.sample(&[], s.state.stats.reads.load(Ordering::Relaxed)),
     },
     Family {
@@ -406,6 +406,51 @@ const FAMILIES: &[Family] = &[
         samples: strict_latency,
     },
     Family {
+        name: "countermesh_resp_connections_total",
+        kind: COUNTER,
+        help: "RESP (--resp) connections accepted.",
+        samples: |s, w| {
+            w.sample(
+                &[],
+                s.state.stats.resp.connections_total.load(Ordering::Relaxed),
+            );
+        },
+    },
+    Family {
+        name: "countermesh_resp_connections",
+        kind: GAUGE,
+        help: "RESP connections open now (at most --resp-max-connections).",
+        samples: |s, w| {
+            w.sample(
+                &[],
+                s.state.stats.resp.connections_open.load(Ordering::Relaxed),
+            );
+        },
+    },
+    Family {
+        name: "countermesh_resp_commands_total",
+        kind: COUNTER,
+        help: "RESP commands run, by command (unknown names as `unknown`).",
+        samples: |s, w| resp_slots(&s.state.stats.resp.commands, w),
+    },
+    Family {
+        name: "countermesh_resp_command_errors_total",
+        kind: COUNTER,
+        help: "RESP commands answered with an error, by command.",
+        samples: |s, w| resp_slots(&s.state.stats.resp.errors, w),
+    },
+    Family {
+        name: "countermesh_resp_protocol_errors_total",
+        kind: COUNTER,
+        help: "RESP connections closed because their stream was not valid RESP or broke a size limit.",
+        samples: |s, w| {
+            w.sample(
+                &[],
+                s.state.stats.resp.protocol_errors.load(Ordering::Relaxed),
+            );
+        },
+    },
+    Family {
         name: "countermesh_http_requests_total",
         kind: COUNTER,
         help: "HTTP responses by route template and status code.",
@@ -416,6 +461,16 @@ const FAMILIES: &[Family] = &[
         },
     },
 ];
+
+/// One sample per RESP command slot, labelled with the command's name.
+fn resp_slots(slots: &[std::sync::atomic::AtomicU64], w: &mut Samples<'_>) {
+    for (slot, n) in slots.iter().enumerate() {
+        w.sample(
+            &[("command", crate::agent::stats::RespStats::slot_name(slot))],
+            n.load(Ordering::Relaxed),
+        );
+    }
+}
 
 fn members(s: &Snapshot<'_>, w: &mut Samples<'_>) {
     for member_state in [MemberState::Alive, MemberState::Suspect, MemberState::Down] {

@@ -11,6 +11,7 @@ mod eventual;
 mod eventual_keys;
 mod limits;
 mod metrics;
+mod resp;
 mod security;
 mod status_page;
 mod strict;

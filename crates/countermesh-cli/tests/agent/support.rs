@@ -42,6 +42,8 @@ pub(crate) struct Agent {
     pub(crate) url: String,
     /// The QUIC address (for seeds).
     pub(crate) quic: SocketAddr,
+    /// The RESP address, when started with `--resp`.
+    pub(crate) resp: Option<SocketAddr>,
     log: PathBuf,
 }
 
@@ -77,6 +79,7 @@ impl Agent {
             child: Some(child),
             url: String::new(),
             quic: SocketAddr::from(([0, 0, 0, 0], 0)),
+            resp: None,
             log,
         };
         // A thread keeps draining stdout so the agent never blocks on a full pipe.
@@ -97,6 +100,8 @@ impl Agent {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("http listening on ") {
                         agent.url = url.trim().to_owned();
+                    } else if let Some(addr) = line.strip_prefix("resp listening on ") {
+                        agent.resp = Some(addr.trim().parse()?);
                     } else if let Some(addr) = line.strip_prefix("quic listening on ") {
                         agent.quic = addr.trim().parse()?;
                     }
