@@ -110,6 +110,9 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give a scenario file, or --summary (see --help)");
     };
     let scenario = Scenario::load(path)?;
+    for note in &scenario.deprecations {
+        eprintln!("countermesh-sim: {}: {note}", scenario.name);
+    }
     let seed = options.seed.unwrap_or(scenario.file.seed);
     eprintln!(
         "countermesh-sim: {} ({} nodes), seed {seed}",
