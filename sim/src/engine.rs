@@ -316,8 +316,13 @@ impl World {
             let Some(node) = self.hosts[i].node.as_mut() else {
                 return;
             };
-            // Events are not needed: membership is read from `members()` below.
-            while node.poll_event().is_some() {}
+            // Membership is read from `members()` below; of the events, only a refused
+            // sink (a double fold the store caught) is counted.
+            while let Some(event) = node.poll_event() {
+                if let countermesh_core::Event::SinkRefused(_) = event {
+                    self.metrics.sinks_refused += 1;
+                }
+            }
             let Some(transmit) = node.poll_transmit() else {
                 break;
             };

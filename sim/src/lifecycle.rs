@@ -312,6 +312,9 @@ impl World {
     /// Stops slot `i`'s process; `crashed` discards what it sent that is in flight.
     fn stop(&mut self, i: usize, crashed: bool, state: HostState) {
         let host = &mut self.hosts[i];
+        if let Some(node) = host.node.as_ref() {
+            self.metrics.pruning_stopped.add(node.stats());
+        }
         host.node = None;
         host.handles.clear();
         if crashed {
