@@ -2,7 +2,7 @@
 //! `steady-10k` and `churn-prune-100`, and the eight summary lines computed from them.
 //! `sim_membership_full_s_1k` comes from `membership-1k` (a simultaneous 1k join without
 //! adds, run until the view is full or 300 s), the other 1k line from `steady-1k`, and
-//! the two `sim_churn_*` lines (issue 11) from `churn-prune-100`: **100 nodes**, 30
+//! the two `sim_churn_*` lines (issue 11) from `churn-prune-100`: **100 nodes**, 15
 //! minutes of 10%-per-minute churn with pruning, then a settle phase (a 1k churn run
 //! would take hours of wall time on today's machine).
 
