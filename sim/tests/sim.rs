@@ -1,6 +1,7 @@
-//! Small scenarios (at most 100 nodes, seconds of wall time) that check the simulator
-//! itself: determinism, convergence checks, fault-injection effects, and that broken
-//! invariants are caught.
+//! Small scenarios (at most 100 nodes, seconds of wall time; the 10-minute churn with
+//! pruning takes about a minute in a debug build) that check the simulator itself:
+//! determinism, convergence checks, fault-injection effects, and that broken invariants
+//! are caught.
 
 use std::process::Command;
 
