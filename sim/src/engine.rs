@@ -27,7 +27,7 @@ use crate::oracle::Oracle;
 use crate::probes::Probes;
 use crate::report::{Failure, Report};
 use crate::restart::Disk;
-use crate::scenario::{PersistenceFile, SabotageFile, Scenario};
+use crate::scenario::{SabotageFile, Scenario};
 use crate::timers::TimerHeap;
 
 /// How to run a scenario.
@@ -59,6 +59,7 @@ pub fn node_config(scenario: &Scenario) -> Config {
     if let Some(bytes) = p.max_message_bytes {
         config.max_message_bytes = bytes;
     }
+    config.prune = scenario.prune;
     config
 }
 
@@ -155,9 +156,10 @@ impl World {
         let mut master = SmallRng::seed_from_u64(seed);
         let net_rng = SmallRng::from_rng(&mut master);
         let config = node_config(scenario);
-        let persistence = match scenario.file.protocol.persistence {
-            PersistenceFile::None => Persistence::None,
-            PersistenceFile::Required => Persistence::Required,
+        let persistence = if scenario.data_dir {
+            Persistence::Required
+        } else {
+            Persistence::None
         };
         let stream_budget_check = scenario
             .file
@@ -314,8 +316,13 @@ impl World {
             let Some(node) = self.hosts[i].node.as_mut() else {
                 return;
             };
-            // Events are not needed: membership is read from `members()` below.
-            while node.poll_event().is_some() {}
+            // Membership is read from `members()` below; of the events, only a refused
+            // sink (a double fold the store caught) is counted.
+            while let Some(event) = node.poll_event() {
+                if let countermesh_core::Event::SinkRefused(_) = event {
+                    self.metrics.sinks_refused += 1;
+                }
+            }
             let Some(transmit) = node.poll_transmit() else {
                 break;
             };

@@ -44,8 +44,8 @@ pub(crate) enum Control {
     Link(usize, bool),
     /// Slow-node rule `k` switches on or off.
     Slow(usize, bool),
-    /// One churn event, then the next is scheduled.
-    Churn,
+    /// One event of churn table `k`, then its next is scheduled.
+    Churn(usize),
     /// One batch of workload adds.
     Workload,
     /// Probe `k`.
@@ -168,11 +168,11 @@ impl World {
                 self.schedule(at + every * k as u64, Control::Crash { nodes, restart });
             }
         }
-        if let Some(c) = &s.file.churn
-            && c.rate_per_s > 0.0
-        {
-            let first = secs(c.start_s) + self.churn_gap(c.rate_per_s);
-            self.schedule(first, Control::Churn);
+        for (k, c) in s.file.churn.iter().enumerate() {
+            if c.rate_per_s > 0.0 {
+                let first = secs(c.start_s) + self.churn_gap(c.rate_per_s);
+                self.schedule(first, Control::Churn(k));
+            }
         }
     }
 
@@ -228,7 +228,7 @@ impl World {
                 );
                 self.net.adjust_slow(self.range(&l.nodes), lat, lag, on);
             }
-            Control::Churn => self.churn(),
+            Control::Churn(k) => self.churn(k),
             Control::Workload => self.workload_tick(),
             Control::Probe(k) => self.probe(k),
             Control::Sample => self.sample(),
@@ -312,6 +312,9 @@ impl World {
     /// Stops slot `i`'s process; `crashed` discards what it sent that is in flight.
     fn stop(&mut self, i: usize, crashed: bool, state: HostState) {
         let host = &mut self.hosts[i];
+        if let Some(node) = host.node.as_ref() {
+            self.metrics.pruning_stopped.add(node.stats());
+        }
         host.node = None;
         host.handles.clear();
         if crashed {
@@ -380,8 +383,8 @@ impl World {
         self.stop(i, false, HostState::Left);
     }
 
-    fn churn(&mut self) {
-        let Some(c) = self.scenario.file.churn.clone() else {
+    fn churn(&mut self, k: usize) {
+        let Some(c) = self.scenario.file.churn.get(k).cloned() else {
             return;
         };
         if self.now >= secs(c.stop_s) {
@@ -411,7 +414,7 @@ impl World {
         }
         let next = self.now + self.churn_gap(c.rate_per_s);
         if next < secs(c.stop_s) {
-            self.schedule(next, Control::Churn);
+            self.schedule(next, Control::Churn(k));
         }
     }
 }

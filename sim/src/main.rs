@@ -38,8 +38,8 @@ struct Args {
     /// Do not write SVG plots.
     #[arg(long)]
     no_plots: bool,
-    /// Run the standard set (steady-100, membership-1k, steady-1k, steady-10k) and print
-    /// the summary lines.
+    /// Run the standard set (steady-100, membership-1k, steady-1k, steady-10k,
+    /// churn-prune-100) and print the summary lines.
     #[arg(long, conflicts_with = "scenario")]
     summary: bool,
     /// Where the standard set's scenario files are.
@@ -110,6 +110,9 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give a scenario file, or --summary (see --help)");
     };
     let scenario = Scenario::load(path)?;
+    for note in &scenario.deprecations {
+        eprintln!("countermesh-sim: {}: {note}", scenario.name);
+    }
     let seed = options.seed.unwrap_or(scenario.file.seed);
     eprintln!(
         "countermesh-sim: {} ({} nodes), seed {seed}",

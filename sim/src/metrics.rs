@@ -220,6 +220,33 @@ pub struct Metrics {
     pub first_violation: Option<(usize, MessageKind, usize, usize)>,
     /// Events processed (timers, deliveries, control events).
     pub events: u64,
+    /// Pruning counters of processes that have stopped (their `Stats` end with them).
+    pub pruning_stopped: PruneCounts,
+    /// `Event::SinkRefused` reports (a double fold detected), from every process.
+    pub sinks_refused: u64,
+}
+
+/// Pruning counters summed over processes, from the core's `Stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCounts {
+    /// Sinks made (folds performed by a pruner).
+    pub prunes: u64,
+    /// Sinks completed, summed over nodes (one sink completes once at every node).
+    pub sinks_completed: u64,
+    /// Actors pruned, summed over nodes.
+    pub actors_pruned: u64,
+    /// Entries refused because their actor was pruned or sealed below them.
+    pub entries_pruned_refused: u64,
+}
+
+impl PruneCounts {
+    /// Adds one process's counters.
+    pub fn add(&mut self, stats: &countermesh_core::Stats) {
+        self.prunes += stats.prunes;
+        self.sinks_completed += stats.sinks_completed;
+        self.actors_pruned += stats.actors_pruned;
+        self.entries_pruned_refused += stats.entries_pruned_refused;
+    }
 }
 
 impl Metrics {

@@ -15,6 +15,14 @@
 //!
 //! Adds are positive, so a gone process's surviving contribution is bounded by what it
 //! made; anything above is counted twice somewhere and fails the run.
+//!
+//! Pruned actors (a tombstone at the reference node) no longer have entries of their own:
+//! their counts live in the reference's complete sinks, which hold per counter only the
+//! sum over every actor they cover. The oracle therefore checks them together, per
+//! counter: the complete sinks' total must not exceed what the pruned actors made (more
+//! is a double count), nor fall short of what the pruned running or durable ones must
+//! contribute exactly (less is a lost count). Every running node must then read the same
+//! totals as the reference, so a sink that counts differently anywhere fails the run.
 
 use countermesh_core::{ActorId, Store};
 
@@ -61,6 +69,34 @@ pub enum OracleViolation {
         made: i128,
         /// What a running node holds for it.
         held: i128,
+    },
+    /// The complete sinks at the reference node hold more for a counter than every
+    /// actor they cover (the pruned ones) ever added.
+    #[error(
+        "the complete sinks hold {folded} for {counter:?} but the {actors} pruned actor(s) added {made}: counted twice"
+    )]
+    SinkDoubled {
+        /// The counter.
+        counter: String,
+        /// Pruned actors (tombstones at the reference that match a process).
+        actors: usize,
+        /// What they added.
+        made: i128,
+        /// What the complete sinks hold.
+        folded: i128,
+    },
+    /// The complete sinks hold less for a counter than the pruned actors whose counts
+    /// must survive exactly (running, or committed to a data directory) contribute.
+    #[error(
+        "the complete sinks hold {folded} for {counter:?} but pruned actors whose counts must survive hold {owed}: counts lost"
+    )]
+    SinkShort {
+        /// The counter.
+        counter: String,
+        /// What those actors must contribute.
+        owed: i128,
+        /// What the complete sinks hold.
+        folded: i128,
     },
 }
 
@@ -170,8 +206,28 @@ impl Oracle {
         reference: &Store,
     ) -> Result<(Vec<i128>, i128), OracleViolation> {
         let mut expected = vec![0i128; names.len()];
+        // Per counter, for actors pruned at the reference: what they made (the most a
+        // sink may hold for them) and what the non-gone ones owe exactly.
+        let mut pruned_made = vec![0i128; names.len()];
+        let mut pruned_owed = vec![0i128; names.len()];
+        let mut pruned_actors = 0usize;
         let mut gone_counters: Vec<u32> = Vec::new();
         for r in &self.records {
+            if reference.tombstone(r.actor).is_some() {
+                pruned_actors += 1;
+                let owed = match r.status {
+                    Status::Running => Some(&r.made),
+                    Status::DownDurable | Status::Retired => Some(&r.committed),
+                    Status::Gone => None,
+                };
+                r.made
+                    .iter()
+                    .for_each(|&(c, v)| pruned_made[c as usize] += v);
+                if let Some(owed) = owed {
+                    owed.iter().for_each(|&(c, v)| pruned_owed[c as usize] += v);
+                }
+                continue;
+            }
             match r.status {
                 Status::Running => {
                     r.made.iter().for_each(|&(c, v)| expected[c as usize] += v);
@@ -184,9 +240,48 @@ impl Oracle {
                 Status::Gone => gone_counters.extend(r.made.iter().map(|&(c, _)| c)),
             }
         }
+        let mut vanished = 0i128;
+        if pruned_actors > 0 {
+            let counted: Vec<ActorId> = reference
+                .sinks()
+                .filter_map(|(sink, complete)| complete.then_some(sink))
+                .collect();
+            for counter in 0..names.len() as u32 {
+                let c = counter as usize;
+                let name = names.name(counter);
+                // The names table also holds the sinks' reserved entries (the modelled
+                // data directory interns every name it writes); they are not counters.
+                if name.starts_with('\0') {
+                    continue;
+                }
+                let folded: i128 = reference
+                    .contributions(name)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|e| counted.contains(&e.actor))
+                    .map(|e| i128::from(e.p) - i128::from(e.n))
+                    .sum();
+                if folded > pruned_made[c] {
+                    return Err(OracleViolation::SinkDoubled {
+                        counter: name.to_owned(),
+                        actors: pruned_actors,
+                        made: pruned_made[c],
+                        folded,
+                    });
+                }
+                if folded < pruned_owed[c] {
+                    return Err(OracleViolation::SinkShort {
+                        counter: name.to_owned(),
+                        owed: pruned_owed[c],
+                        folded,
+                    });
+                }
+                vanished += pruned_made[c] - folded;
+                expected[c] += folded;
+            }
+        }
         gone_counters.sort_unstable();
         gone_counters.dedup();
-        let mut vanished = 0i128;
         for counter in gone_counters {
             let name = names.name(counter);
             let held = reference.contributions(name).unwrap_or_default();
@@ -194,6 +289,9 @@ impl Oracle {
                 let Some(&(_, made)) = r.made.iter().find(|(c, _)| *c == counter) else {
                     continue;
                 };
+                if reference.tombstone(r.actor).is_some() {
+                    continue;
+                }
                 let survived = held
                     .binary_search_by_key(&r.actor, |c| c.actor)
                     .map_or(0, |i| i128::from(held[i].p) - i128::from(held[i].n));

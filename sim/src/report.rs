@@ -6,7 +6,7 @@ use std::time::Instant;
 use countermesh_core::MessageKind;
 
 use crate::engine::World;
-use crate::metrics::{Fates, Sample, Traffic};
+use crate::metrics::{Fates, PruneCounts, Sample, Traffic};
 use crate::observe::Idle;
 use crate::oracle::OracleViolation;
 use crate::probes::{ProbeOutcome, ProbeResult, percentile};
@@ -97,6 +97,45 @@ pub struct Figures {
     pub state: (f64, f64, f64),
     /// FNV-1a hash of every running node's value of every counter at the end.
     pub fingerprint: u64,
+    /// What pruning left at the end.
+    pub pruning: PruneFigures,
+}
+
+/// Pruning at the end of a run (ARCHITECTURE.md, "Simulator metrics").
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PruneFigures {
+    /// Running nodes at the end.
+    pub live: usize,
+    /// Actors held per running node (`Store::actor_count`: its own, peers', sinks),
+    /// mean and maximum.
+    pub actors: (f64, usize),
+    /// Sinks held per running node (complete or not), mean and maximum.
+    pub sinks: (f64, usize),
+    /// Tombstones per running node, mean and maximum.
+    pub tombstones: (f64, usize),
+    /// `(counter, actor)` entries per running node (`Store::entry_count`, sink headers
+    /// and records included), mean and maximum.
+    pub entries: (f64, usize),
+    /// Counters of every process that ran (stopped ones included).
+    pub counts: PruneCounts,
+    /// Sinks refused as double folds (`Event::SinkRefused`), every process.
+    pub sinks_refused: u64,
+    /// The highest mean actors per running node over the running nodes in any sample,
+    /// and when: how far the actors grew while churn went on, not only at the end.
+    pub peak_mean_ratio: Option<(f64, f64)>,
+}
+
+impl PruneFigures {
+    /// The largest number of actors any running node holds, over the running nodes: the
+    /// figure issue 11 bounds by 2.
+    pub fn actors_per_live_node(&self) -> Option<f64> {
+        (self.live > 0).then(|| self.actors.1 as f64 / self.live as f64)
+    }
+
+    /// Mean actors held per running node, over the running nodes.
+    pub fn mean_actors_per_live_node(&self) -> Option<f64> {
+        (self.live > 0).then(|| self.actors.0 / self.live as f64)
+    }
 }
 
 /// Wall-clock and memory figures (vary between runs).
@@ -207,6 +246,16 @@ impl World {
             membership_gaps: self.membership_gaps(),
             state: self.state_means(),
             fingerprint,
+            pruning: PruneFigures {
+                peak_mean_ratio: self
+                    .metrics
+                    .samples
+                    .iter()
+                    .filter(|s| s.live > 0)
+                    .map(|s| (s.actors / s.live as f64, s.t_s))
+                    .max_by(|a, b| a.0.total_cmp(&b.0)),
+                ..self.prune_figures()
+            },
         };
         let peak = crate::usage::rss().map(|(_, peak)| peak);
         let wall = started.elapsed();
@@ -229,6 +278,43 @@ impl World {
             reach_rounds: self.probes.reach_rounds().to_vec(),
             figures,
         }
+    }
+
+    /// Pruning figures over the running nodes, and counters over every process.
+    fn prune_figures(&self) -> PruneFigures {
+        let mut f = PruneFigures {
+            counts: self.metrics.pruning_stopped,
+            sinks_refused: self.metrics.sinks_refused,
+            ..PruneFigures::default()
+        };
+        let mut sums = [0usize; 4];
+        for i in self.live.sorted() {
+            let Some(node) = self.hosts[i].node.as_ref() else {
+                continue;
+            };
+            let store = node.store();
+            let held = [
+                store.actor_count(),
+                store.sinks().count(),
+                store.tombstone_count(),
+                store.entry_count(),
+            ];
+            for (k, &x) in held.iter().enumerate() {
+                sums[k] += x;
+            }
+            f.actors.1 = f.actors.1.max(held[0]);
+            f.sinks.1 = f.sinks.1.max(held[1]);
+            f.tombstones.1 = f.tombstones.1.max(held[2]);
+            f.entries.1 = f.entries.1.max(held[3]);
+            f.counts.add(node.stats());
+            f.live += 1;
+        }
+        let n = f.live.max(1) as f64;
+        f.actors.0 = sums[0] as f64 / n;
+        f.sinks.0 = sums[1] as f64 / n;
+        f.tombstones.0 = sums[2] as f64 / n;
+        f.entries.0 = sums[3] as f64 / n;
+        f
     }
 
     fn final_checks(&mut self) {
@@ -395,6 +481,53 @@ impl fmt::Display for Report {
             f,
             "state per node (actors/counters/entries)",
             format!("{a:.0} / {c:.0} / {e:.0}"),
+        )?;
+        let pr = &g.pruning;
+        let ratio = |x: Option<f64>| opt(x, 3);
+        row(
+            f,
+            "actors per running node (mean / max)",
+            format!(
+                "{:.1} / {}; per running node {} / {}",
+                pr.actors.0,
+                pr.actors.1,
+                ratio(pr.mean_actors_per_live_node()),
+                ratio(pr.actors_per_live_node())
+            ),
+        )?;
+        row(
+            f,
+            "peak mean actors per running node (at)",
+            pr.peak_mean_ratio.map_or("-".to_owned(), |(r, t)| {
+                format!("{r:.3} per running node (at {t:.0} s)")
+            }),
+        )?;
+        row(
+            f,
+            "sinks / tombstones per node (mean / max)",
+            format!(
+                "{:.1} / {} ; {:.1} / {}",
+                pr.sinks.0, pr.sinks.1, pr.tombstones.0, pr.tombstones.1
+            ),
+        )?;
+        row(
+            f,
+            "entries per node (mean / max)",
+            format!("{:.1} / {}", pr.entries.0, pr.entries.1),
+        )?;
+        let c = &pr.counts;
+        row(
+            f,
+            "prunes / sinks completed / actors pruned",
+            format!(
+                "{} / {} / {} (summed over nodes)",
+                c.prunes, c.sinks_completed, c.actors_pruned
+            ),
+        )?;
+        row(
+            f,
+            "entries refused as pruned / sinks refused",
+            format!("{} / {}", c.entries_pruned_refused, pr.sinks_refused),
         )?;
         row(f, "events", g.events.to_string())?;
         let p = &self.perf;

@@ -108,8 +108,10 @@ pub struct ScenarioFile {
     /// Rolling restarts.
     #[serde(default)]
     pub rolling_restart: Vec<RollingFile>,
-    /// Churn at a rate.
-    pub churn: Option<ChurnFile>,
+    /// Churn at a rate: one `[churn]` table, or several `[[churn]]` tables that run side
+    /// by side (for example leave/join and crash/restart churn in one run).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub churn: Vec<ChurnFile>,
     /// Deliberate violations, to show that the checks catch them (tests use these).
     #[serde(default)]
     pub sabotage: Vec<SabotageFile>,
@@ -117,6 +119,25 @@ pub struct ScenarioFile {
 
 fn one() -> u64 {
     1
+}
+
+/// Accepts a single table (`[churn]`, the original form) or an array of tables
+/// (`[[churn]]`), so older scenario files keep working.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// `[run]`.
@@ -158,8 +179,19 @@ pub struct ProtocolFile {
     pub fanout: usize,
     /// Cluster size given to `Config::for_cluster_size`; 0 = the scenario's node count.
     pub cluster_size_hint: u32,
-    /// `"none"` (in-memory nodes) or `"required"` (a data directory, modelled).
-    pub persistence: PersistenceFile,
+    /// Whether nodes keep a (modelled) data directory: they commit on a timer, and a
+    /// durable restart comes back under a new actor that restores the old actor's
+    /// committed entries. Default false (in-memory nodes).
+    pub data_dir: Option<bool>,
+    /// Deprecated spelling of `data_dir`: `"required"` means `data_dir = true`, `"none"`
+    /// means false. It dates from a core that gated gossip on persistence, which it no
+    /// longer does, so the name promised something the nodes do not do; it is still
+    /// accepted so that older scenario files load, with a note on stderr.
+    pub persistence: Option<PersistenceFile>,
+    /// `Config::prune`: `prune = false` turns pruning off, `prune = true` (or leaving it
+    /// out) keeps the core's defaults, and a `[protocol.prune]` table overrides some of
+    /// them.
+    pub prune: PruneFile,
     /// How often a node with a data directory commits (the runtime's group committer).
     /// Default 50 ms, as in the runtime.
     pub commit_interval_ms: f64,
@@ -177,7 +209,9 @@ impl Default for ProtocolFile {
             gossip_interval_ms: 100.0,
             fanout: 3,
             cluster_size_hint: 0,
-            persistence: PersistenceFile::None,
+            data_dir: None,
+            persistence: None,
+            prune: PruneFile::default(),
             commit_interval_ms: 50.0,
             max_datagram_bytes: None,
             max_message_bytes: None,
@@ -186,15 +220,45 @@ impl Default for ProtocolFile {
     }
 }
 
-/// Whether nodes keep a (modelled) data directory.
+/// The deprecated `protocol.persistence` values (use `protocol.data_dir`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum PersistenceFile {
-    /// In-memory nodes: a crash loses the node's state and actor.
+    /// In-memory nodes: `data_dir = false`.
     #[default]
     None,
-    /// Nodes gossip own changes only once committed to their data directory.
+    /// Nodes with a data directory: `data_dir = true`.
     Required,
+}
+
+/// `protocol.prune`: on or off, or a table of settings.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PruneFile {
+    /// `prune = true` (the core's defaults) or `prune = false` (`Config::prune = None`).
+    Switch(bool),
+    /// `[protocol.prune]`: settings that differ from the core's defaults.
+    Settings(PruneSettingsFile),
+}
+
+impl Default for PruneFile {
+    fn default() -> Self {
+        Self::Switch(true)
+    }
+}
+
+/// `[protocol.prune]`: `PruneConfig` in seconds; a missing field keeps the core's default.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneSettingsFile {
+    /// `PruneConfig::after_down` (core default 3600 s).
+    pub after_down_s: Option<f64>,
+    /// `PruneConfig::after_replaced` (core default 60 s).
+    pub after_replaced_s: Option<f64>,
+    /// `PruneConfig::interval` (core default 5 s).
+    pub interval_s: Option<f64>,
+    /// `PruneConfig::intent_timeout` (core default 30 s).
+    pub intent_timeout_s: Option<f64>,
 }
 
 /// `[network]`.
@@ -394,8 +458,7 @@ pub struct CrashFile {
     pub count: Option<usize>,
     /// Restart this long after the crash; default never.
     pub restart_after_s: Option<f64>,
-    /// Whether the restart keeps the data directory. Default true with
-    /// `persistence = "required"`, else false.
+    /// Whether the restart keeps the data directory. Default `protocol.data_dir`.
     pub durable: Option<bool>,
 }
 
@@ -513,6 +576,13 @@ pub struct Scenario {
     pub adds_stop: u64,
     /// Time of the last scheduled lifecycle change (join, crash, restart, leave, churn).
     pub last_lifecycle: u64,
+    /// Whether nodes keep a data directory (`protocol.data_dir`, or the deprecated
+    /// `protocol.persistence`).
+    pub data_dir: bool,
+    /// `Config::prune` as the scenario sets it.
+    pub prune: Option<countermesh_core::PruneConfig>,
+    /// Notes about deprecated settings the file uses (printed by the binary).
+    pub deprecations: Vec<String>,
 }
 
 /// Seconds (as written in a scenario) to nanoseconds, refusing negative, non-finite and
@@ -525,6 +595,46 @@ pub fn secs(field: &str, s: f64) -> Result<u64, ScenarioError> {
         ));
     }
     Ok((s * 1e9).round() as u64)
+}
+
+/// `protocol.prune` as the core's `Config::prune`.
+fn prune_config(file: &PruneFile) -> Result<Option<countermesh_core::PruneConfig>, ScenarioError> {
+    let settings = match *file {
+        PruneFile::Switch(false) => return Ok(None),
+        PruneFile::Switch(true) => PruneSettingsFile::default(),
+        PruneFile::Settings(settings) => settings,
+    };
+    let mut config = countermesh_core::PruneConfig::default();
+    let fields = [
+        (
+            "after_down_s",
+            settings.after_down_s,
+            &mut config.after_down,
+        ),
+        (
+            "after_replaced_s",
+            settings.after_replaced_s,
+            &mut config.after_replaced,
+        ),
+        ("interval_s", settings.interval_s, &mut config.interval),
+        (
+            "intent_timeout_s",
+            settings.intent_timeout_s,
+            &mut config.intent_timeout,
+        ),
+    ];
+    for (name, value, target) in fields {
+        let Some(value) = value else { continue };
+        let field = format!("protocol.prune.{name}");
+        let ns = secs(&field, value)?;
+        // A zero pruning interval or intent timeout would make the pruner spin on its
+        // own timer, so both need a floor; zero delays are legitimate (prune at once).
+        if (name == "interval_s" || name == "intent_timeout_s") && ns < 1_000_000 {
+            return Err(invalid(field, "must be at least 1 ms"));
+        }
+        *target = std::time::Duration::from_nanos(ns);
+    }
+    Ok(Some(config))
 }
 
 /// Milliseconds to nanoseconds, with the same rules as [`secs`].
@@ -615,14 +725,48 @@ impl Scenario {
             adds_start,
             adds_stop,
             last_lifecycle: 0,
+            data_dir: false,
+            prune: None,
+            deprecations: Vec::new(),
             file,
         };
+        scenario.resolve_data_dir()?;
+        scenario.prune = prune_config(&scenario.file.protocol.prune)?;
         scenario.validate_protocol()?;
         scenario.validate_network()?;
         scenario.validate_workload()?;
         scenario.last_lifecycle = scenario.validate_lifecycle()?;
         scenario.validate_sabotage()?;
         Ok(scenario)
+    }
+
+    /// Reads `protocol.data_dir` and its deprecated spelling `protocol.persistence`.
+    fn resolve_data_dir(&mut self) -> Result<(), ScenarioError> {
+        let p = &self.file.protocol;
+        let old = p.persistence.map(|old| old == PersistenceFile::Required);
+        self.data_dir = match (p.data_dir, old) {
+            (Some(new), Some(old)) if new != old => {
+                return Err(invalid(
+                    "protocol.persistence",
+                    "contradicts protocol.data_dir (persistence is its deprecated spelling; keep data_dir only)",
+                ));
+            }
+            (Some(new), _) => new,
+            (None, Some(old)) => old,
+            (None, None) => false,
+        };
+        if let Some(old) = p.persistence {
+            let value = if old == PersistenceFile::Required {
+                "\"required\""
+            } else {
+                "\"none\""
+            };
+            self.deprecations.push(format!(
+                "protocol.persistence = {value} is deprecated: write protocol.data_dir = {} (nodes never wait for their disk to gossip; a data directory only changes what a restart restores)",
+                self.data_dir
+            ));
+        }
+        Ok(())
     }
 
     fn validate_protocol(&self) -> Result<(), ScenarioError> {
@@ -768,12 +912,12 @@ impl Scenario {
             let at = secs(&format!("join[{i}].at_s"), j.at_s)?;
             last = last.max(at + secs(&format!("join[{i}].spread_s"), j.spread_s)?);
         }
-        let durable_default = f.protocol.persistence == PersistenceFile::Required;
+        let durable_default = self.data_dir;
         let check_durable = |field: &str, durable: Option<bool>| {
             if durable.unwrap_or(durable_default) && !durable_default {
                 return Err(invalid(
                     field,
-                    "a durable restart needs protocol.persistence = \"required\"",
+                    "a durable restart needs protocol.data_dir = true",
                 ));
             }
             Ok(())
@@ -806,20 +950,31 @@ impl Scenario {
             check_durable(&format!("{field}.durable"), r.durable)?;
             last = last.max(at + every * count.saturating_sub(1) as u64 + down);
         }
-        if let Some(c) = &f.churn {
-            let start = secs("churn.start_s", c.start_s)?;
-            let stop = secs("churn.stop_s", c.stop_s)?;
+        let mut started = self.initial_nodes;
+        for (i, c) in f.churn.iter().enumerate() {
+            let field = if f.churn.len() == 1 {
+                "churn".to_owned()
+            } else {
+                format!("churn[{i}]")
+            };
+            let start = secs(&format!("{field}.start_s"), c.start_s)?;
+            let stop = secs(&format!("{field}.stop_s"), c.stop_s)?;
             if stop < start {
-                return Err(invalid("churn.stop_s", "is before churn.start_s"));
+                return Err(invalid(format!("{field}.stop_s"), "is before start_s"));
             }
             if !(0.0..=1e4).contains(&c.rate_per_s) {
-                return Err(invalid("churn.rate_per_s", "must be in [0, 10,000]"));
+                return Err(invalid(
+                    format!("{field}.rate_per_s"),
+                    "must be in [0, 10,000]",
+                ));
             }
-            let down = secs("churn.downtime_s", c.downtime_s)?;
-            check_durable("churn.durable", c.durable)?;
-            let joins = (c.rate_per_s * (c.stop_s - c.start_s)).ceil() as usize + 1;
-            if c.mode != ChurnMode::CrashRestart && self.initial_nodes + joins > MAX_NODES {
-                return Err(invalid("churn", "would start more than MAX_NODES nodes"));
+            let down = secs(&format!("{field}.downtime_s"), c.downtime_s)?;
+            check_durable(&format!("{field}.durable"), c.durable)?;
+            if c.mode != ChurnMode::CrashRestart {
+                started += (c.rate_per_s * (c.stop_s - c.start_s)).ceil() as usize + 1;
+                if started > MAX_NODES {
+                    return Err(invalid(field, "would start more than MAX_NODES nodes"));
+                }
             }
             last = last.max(stop + down);
         }
@@ -885,7 +1040,7 @@ impl Scenario {
 
     /// Whether restarts keep the data directory unless a table says otherwise.
     pub fn durable_default(&self) -> bool {
-        self.file.protocol.persistence == PersistenceFile::Required
+        self.data_dir
     }
 
     /// The gossip interval in ns.

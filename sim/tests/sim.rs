@@ -1,6 +1,7 @@
-//! Small scenarios (at most 100 nodes, seconds of wall time) that check the simulator
-//! itself: determinism, convergence checks, fault-injection effects, and that broken
-//! invariants are caught.
+//! Small scenarios (at most 100 nodes, seconds of wall time; the 10-minute churn with
+//! pruning takes about a minute in a debug build) that check the simulator itself:
+//! determinism, convergence checks, fault-injection effects, and that broken invariants
+//! are caught.
 
 use std::process::Command;
 
@@ -191,7 +192,7 @@ fn durable_restarts_keep_committed_adds_and_wiped_ones_start_over() {
         &scenario(
             r#"
 [protocol]
-persistence = "required"
+data_dir = true
 [[crash]]
 at_s = 4
 nodes = "10..15"
@@ -235,6 +236,7 @@ nodes = "25..30"
 
 #[test]
 fn a_rolling_durable_restart_is_exact_with_a_new_actor_per_start() {
+    // The deprecated spelling of `data_dir = true`, kept here so that it keeps working.
     let report = run_seed(
         &scenario(
             r#"
@@ -277,6 +279,129 @@ mode = "leave-join"
     assert_passed(&report);
     assert!(report.figures.nodes > 30, "churn joined new nodes");
     assert_eq!(report.figures.live_end, 30);
+}
+
+/// Issue 11's churn, small: 30 nodes, 10% replaced per minute (half leave and are
+/// replaced by a fresh node, half crash and restart from their data directory under a
+/// new actor) for 7 minutes of a 10-minute run, with pruning tuned to happen within it.
+const CHURN_PRUNE: &str = r#"
+[run]
+duration_s = 600
+settle_max_s = 120
+idle_window_s = 5
+sample_interval_s = 5
+[protocol]
+data_dir = true
+[protocol.prune]
+after_down_s = 60
+after_replaced_s = 15
+interval_s = 5
+intent_timeout_s = 20
+[[join]]
+count = 30
+[workload]
+counters = 3
+adds_per_writer_per_s = 1.0
+start_s = 2
+stop_s = 430
+[probes]
+every_s = 0
+[network]
+loss = 0.01
+[[churn]]
+rate_per_s = 0.025
+start_s = 10
+stop_s = 420
+mode = "leave-join"
+[[churn]]
+rate_per_s = 0.025
+start_s = 10
+stop_s = 420
+mode = "crash-restart"
+downtime_s = 3
+"#;
+
+#[test]
+fn churn_with_pruning_is_exact_and_keeps_actors_near_the_live_nodes() {
+    let s = Scenario::parse(CHURN_PRUNE, "churn-prune-30").expect("valid");
+    let seed = 3;
+    let report = run_seed(&s, seed);
+    assert_passed(&report);
+    let p = &report.figures.pruning;
+    assert_eq!(report.figures.live_end, 30, "seed {seed}\n{report}");
+    assert!(
+        report.figures.actors > 45,
+        "seed {seed}: churn made few new actors\n{report}"
+    );
+    assert!(
+        p.counts.prunes > 0 && p.counts.actors_pruned > 0 && p.tombstones.1 > 0,
+        "seed {seed}: nothing was pruned\n{report}"
+    );
+    let ratio = p.actors_per_live_node().unwrap_or(f64::INFINITY);
+    assert!(
+        ratio <= 2.0,
+        "seed {seed}: {ratio} actors per running node after pruning\n{report}"
+    );
+    assert_eq!(p.sinks_refused, 0, "seed {seed}: a double fold\n{report}");
+}
+
+#[test]
+fn data_dir_and_prune_settings_load_and_the_old_key_is_noted() {
+    let base = BASE.replace("seed = 7", "seed = 7\n");
+    let new = Scenario::parse(&format!("{base}\n[protocol]\ndata_dir = true"), "x").expect("valid");
+    assert!(new.data_dir && new.deprecations.is_empty());
+    let old = Scenario::parse(
+        &format!("{base}\n[protocol]\npersistence = \"required\""),
+        "x",
+    )
+    .expect("valid");
+    assert!(old.data_dir);
+    assert!(old.deprecations[0].contains("data_dir = true"));
+    let clash = Scenario::parse(
+        &format!("{base}\n[protocol]\ndata_dir = false\npersistence = \"required\""),
+        "x",
+    );
+    assert!(
+        matches!(clash, Err(ScenarioError::Invalid { .. })),
+        "{clash:?}"
+    );
+    let default = Scenario::parse(&base, "x").expect("valid");
+    assert_eq!(
+        default.prune,
+        Some(countermesh_core::PruneConfig::default())
+    );
+    let off = Scenario::parse(&format!("{base}\n[protocol]\nprune = false"), "x").expect("valid");
+    assert_eq!(off.prune, None);
+    assert_eq!(countermesh_sim::node_config(&off).prune, None);
+    let tuned = Scenario::parse(
+        &format!("{base}\n[protocol.prune]\nafter_down_s = 120\nafter_replaced_s = 30"),
+        "x",
+    )
+    .expect("valid");
+    let config = tuned.prune.expect("on");
+    assert_eq!(config.after_down, std::time::Duration::from_secs(120));
+    assert_eq!(config.after_replaced, std::time::Duration::from_secs(30));
+    assert_eq!(
+        config.interval,
+        countermesh_core::PruneConfig::default().interval
+    );
+    let zero = Scenario::parse(&format!("{base}\n[protocol.prune]\ninterval_s = 0"), "x");
+    assert!(
+        matches!(zero, Err(ScenarioError::Invalid { .. })),
+        "{zero:?}"
+    );
+    let typo = Scenario::parse(&format!("{base}\n[protocol.prune]\nafter_dwn_s = 1"), "x");
+    assert!(matches!(typo, Err(ScenarioError::Parse(_))), "{typo:?}");
+    let churns = Scenario::parse(
+        &format!(
+            "{base}\n[[churn]]\nrate_per_s = 1\nstart_s = 1\nstop_s = 5\nmode = \"leave-join\"\n[[churn]]\nrate_per_s = 1\nstart_s = 1\nstop_s = 30\nmode = \"crash-join\""
+        ),
+        "x",
+    );
+    assert!(
+        matches!(churns, Err(ScenarioError::Invalid { ref field, .. }) if field == "run.duration_s"),
+        "{churns:?}"
+    );
 }
 
 #[test]
@@ -377,6 +502,8 @@ fn a_wall_budget_stops_the_run_and_the_summary_says_nan() {
     let printed: Vec<String> = lines.iter().map(ToString::to_string).collect();
     assert_eq!(printed[1], "sim_p99_rounds_10k: nan");
     assert_eq!(printed[5], "sim_wall_s_10k: nan");
+    assert_eq!(printed[6], "sim_churn_actors_per_live_node: nan");
+    assert_eq!(printed[7], "sim_churn_exact: nan");
     assert!(lines.iter().all(|l| l.why_missing.is_some()));
 }
 

@@ -168,13 +168,18 @@ impl Pruner {
     }
 
     /// The members whose seal an intent needs: the live ones and those down for less
-    /// than `after_down` (they may be partitioned away, holding entries).
+    /// than `after_down` (they may be partitioned away, holding entries). A replaced
+    /// member is never required: another process now runs at its address, so the old
+    /// one is gone for good and can neither answer nor hold entries (an intent sent to
+    /// its address reaches, and is answered by, its successor). Requiring it made every
+    /// intent wait out `after_replaced` after each restart anywhere, so steady restart
+    /// churn starved pruning.
     fn required(&self, members: &[NodeId], now: Instant) -> Vec<NodeId> {
         let mut required: Vec<NodeId> = members.to_vec();
         required.extend(
             self.departed
                 .iter()
-                .filter(|(actor, _)| !self.is_dead(**actor, now))
+                .filter(|(actor, d)| !d.replaced && !self.is_dead(**actor, now))
                 .filter_map(|(_, d)| d.id.clone()),
         );
         required
@@ -409,5 +414,36 @@ impl Pruner {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(port: u16, actor: u64) -> NodeId {
+        NodeId::new(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            ActorId::from_u64(actor),
+            1,
+        )
+    }
+
+    /// Regression (found by the simulator's `churn-prune-100`): a restarted member's old
+    /// identity was required to answer intents until `after_replaced` passed, which it
+    /// never can, so restart churn kept every intent from folding anything.
+    #[test]
+    fn a_replaced_member_is_not_required_to_answer() {
+        let mut pruner = Pruner::new(PruneConfig::default());
+        let now = Instant::now();
+        let (old, new, down) = (id(1, 10), id(1, 11), id(2, 20));
+        pruner.on_renamed(&old, &new, now);
+        pruner.on_down(&down, now);
+        let required = pruner.required(std::slice::from_ref(&new), now);
+        assert!(required.contains(&new));
+        assert!(!required.contains(&old), "{required:?}");
+        // A member that is only down may be partitioned away holding entries: it stays
+        // required until `after_down`.
+        assert!(required.contains(&down), "{required:?}");
     }
 }
