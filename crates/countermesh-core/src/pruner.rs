@@ -150,9 +150,23 @@ impl Pruner {
         );
     }
 
-    /// `id` is up: whatever was thought of its actor, it is alive.
+    /// `id` is up: whatever was thought of its actor, it is alive. And a departed member
+    /// at the same address under another actor has been replaced: only one process can
+    /// hold an address, so the old one is gone for good. SWIM reports that as a rename
+    /// only while the old member is still listed alive; when the old process was
+    /// declared down first (a slow restart), this is the only sign, and without it the
+    /// old actor would wait `after_down` instead of `after_replaced`.
     pub(crate) fn on_up(&mut self, id: &NodeId) {
         self.departed.remove(&id.actor());
+        for departure in self.departed.values_mut() {
+            if departure
+                .id
+                .as_ref()
+                .is_some_and(|old| old.addr() == id.addr() && old.actor() != id.actor())
+            {
+                departure.replaced = true;
+            }
+        }
     }
 
     /// Whether `actor` departed long enough ago to be pruned.
@@ -445,5 +459,33 @@ mod tests {
         // A member that is only down may be partitioned away holding entries: it stays
         // required until `after_down`.
         assert!(required.contains(&down), "{required:?}");
+    }
+
+    /// Regression (a flaky mesh test under load): a restarted node that SWIM declared
+    /// down before its successor came up at the same address was never seen renamed, so
+    /// its actor waited `after_down` (an hour by default) instead of `after_replaced`.
+    #[test]
+    fn a_down_member_whose_address_comes_back_under_another_actor_is_replaced() {
+        let config = PruneConfig::default();
+        let mut pruner = Pruner::new(config);
+        let now = Instant::now();
+        let (old, new, other) = (id(1, 10), id(1, 11), id(2, 20));
+        pruner.on_down(&old, now);
+        pruner.on_down(&other, now);
+        pruner.on_up(&new);
+        let later = now + config.after_replaced;
+        assert!(
+            pruner.is_dead(old.actor(), later),
+            "replaced at its address"
+        );
+        assert!(
+            !pruner.is_dead(other.actor(), later),
+            "a member only down waits after_down"
+        );
+        assert!(
+            !pruner
+                .required(std::slice::from_ref(&new), later)
+                .contains(&old)
+        );
     }
 }
