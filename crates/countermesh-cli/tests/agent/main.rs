@@ -6,6 +6,7 @@
 
 mod certs;
 mod config;
+mod durable;
 mod errors;
 mod eventual;
 mod eventual_keys;
