@@ -127,7 +127,7 @@ pub(crate) async fn batch(
     // do it at once. The slot is taken before the body is read: a batch waiting for one
     // holds nothing but its connection, whatever size it announced.
     let waiting = Waiting::new(&state.stats.batches_waiting);
-    let _permit = state
+    let permit = state
         .batch_slots
         .acquire()
         .await
@@ -153,10 +153,11 @@ pub(crate) async fn batch(
         state.stats.count_adds(parsed.len() as u64);
         state.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
-    // As for a single add, a keyed repeat flushes too before it may say "durable".
     let applied = parsed.len();
-    drop(handles);
-    drop(_permit);
+    // The parse slot bounds memory for bodies; waiting for the disk needs none, so other
+    // batches may be parsed meanwhile.
+    drop(permit);
+    // As for a single add, a keyed repeat flushes too before it may say "durable".
     if durable {
         state.make_durable(Via::Http).await?;
     }
