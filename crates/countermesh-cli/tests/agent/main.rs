@@ -12,6 +12,7 @@ mod eventual;
 mod eventual_keys;
 mod limits;
 mod metrics;
+mod packaging;
 mod resp;
 mod security;
 mod status_page;
