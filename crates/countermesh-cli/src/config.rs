@@ -100,6 +100,14 @@ pub(crate) struct AgentArgs {
     #[arg(long, env = "COUNTERMESH_RESP_IDLE_TIMEOUT", value_name = "DURATION")]
     resp_idle_timeout: Option<String>,
 
+    /// Make every RESP INCR, INCRBY, DECR and DECRBY of an eventual counter answer only
+    /// after the flush that puts it in the data directory (as HTTP's `?durable=true`),
+    /// so an answered add survives a crash of this node. Needs --resp and --data-dir.
+    /// Without it, `WAIT 0 0` makes every earlier add durable on demand.
+    /// [default: false]
+    #[arg(long, env = "COUNTERMESH_RESP_DURABLE")]
+    resp_durable: bool,
+
     /// A directory for durable state (actor id, own adds, learned counts). [default:
     /// none: state is in memory and a restart starts a new actor]
     #[arg(long, env = "COUNTERMESH_DATA_DIR", value_name = "DIR")]
@@ -264,6 +272,7 @@ struct FileConfig {
     #[serde(default, deserialize_with = "number_as_text")]
     resp_max_connections: Option<String>,
     resp_idle_timeout: Option<String>,
+    resp_durable: Option<bool>,
     data_dir: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -409,6 +418,7 @@ impl AgentArgs {
             resp: self.resp.or(file.resp),
             resp_max_connections: self.resp_max_connections.or(file.resp_max_connections),
             resp_idle_timeout: self.resp_idle_timeout.or(file.resp_idle_timeout),
+            resp_durable: Some(self.resp_durable || file.resp_durable == Some(true)),
             data_dir: self.data_dir.or(file.data_dir),
             tls_ca: self.tls_ca.or(file.tls_ca),
             tls_cert: self.tls_cert.or(file.tls_cert),
@@ -516,7 +526,19 @@ impl FileConfig {
                     .as_deref()
                     .unwrap_or(DEFAULT_RESP_IDLE_TIMEOUT),
             )?,
+            durable: self.resp_durable == Some(true),
         };
+        // Refused rather than ignored: an operator who asked for durable answers must
+        // not get answers that only look durable.
+        if resp_limits.durable && resp.is_none() {
+            bail!("--resp-durable needs --resp: there is no RESP listener to make durable");
+        }
+        if resp_limits.durable && self.data_dir.is_none() {
+            bail!(
+                "--resp-durable needs --data-dir: without a data directory no add is ever \
+                 durable, so the agent could not keep that promise"
+            );
+        }
         let max_counters = parse_count(
             "max-counters",
             self.max_counters.as_deref().unwrap_or(DEFAULT_MAX_COUNTERS),

@@ -7,6 +7,7 @@
 //! [`HTTP_DRAIN_TIMEOUT`], RESP connections finish the batch they are answering), then
 //! shuts the mesh down (flush, leave, close) and exits 0.
 
+pub(crate) mod durable;
 pub(crate) mod idempotency;
 mod server;
 pub(crate) mod state;

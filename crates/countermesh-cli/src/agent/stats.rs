@@ -29,6 +29,18 @@ pub(crate) struct AgentStats {
     rate: Mutex<RateHistory>,
     /// The RESP listener's connections and commands.
     pub(crate) resp: RespStats,
+    /// Durable requests and their flushes.
+    durable: Mutex<DurableMetrics>,
+}
+
+/// Durable requests (HTTP `?durable=true`, RESP `--resp-durable` adds and `WAIT`) by
+/// where they came from, and the latency of the flushes they waited for.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DurableMetrics {
+    /// Requests by (via, outcome), outcome `ok` or `failed`.
+    pub(crate) requests: BTreeMap<(&'static str, &'static str), u64>,
+    /// How long the flushes took, over both protocols.
+    pub(crate) flush: Histogram,
 }
 
 /// What the RESP listener counts. Commands are counted by their slot in
@@ -91,8 +103,9 @@ struct RateHistory {
     last_total: u64,
 }
 
-/// Upper bounds (seconds) of the strict latency histogram buckets: a ZooKeeper quorum
-/// write on a LAN takes around a millisecond; timeouts take seconds.
+/// Upper bounds (seconds) of the latency histogram buckets (strict operations and
+/// durable flushes): a ZooKeeper quorum write on a LAN or an fsync takes around a
+/// millisecond; timeouts and slow disks take seconds.
 pub(crate) const LATENCY_BUCKETS: [f64; 14] = [
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -176,6 +189,18 @@ impl AgentStats {
 
     pub(crate) fn strict(&self) -> StrictMetrics {
         lock(&self.strict).clone()
+    }
+
+    /// Counts one durable request and the flush it waited for.
+    pub(crate) fn record_durable(&self, via: crate::agent::durable::Via, ok: bool, took: Duration) {
+        let mut durable = lock(&self.durable);
+        durable.flush.observe(took);
+        let outcome = if ok { "ok" } else { "failed" };
+        *durable.requests.entry((via.as_str(), outcome)).or_default() += 1;
+    }
+
+    pub(crate) fn durable(&self) -> DurableMetrics {
+        lock(&self.durable).clone()
     }
 
     /// Records one second's worth of adds; called once a second by the sampler.

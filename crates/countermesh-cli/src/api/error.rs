@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use countermesh_strict::{StrictError, ZooKeeperErrorKind};
 use serde::Serialize;
 
+use crate::agent::durable::DurableError;
 use crate::agent::state::OpenError;
 use crate::agent::strict::StrictFailure;
 
@@ -121,8 +122,9 @@ impl ApiError {
             "request_timeout",
             format!(
                 "the request took longer than {limit:?} (--request-timeout), body included; \
-                 an eventual add or batch was not applied, a strict write may or may not \
-                 have been (read the counter to know)"
+                 an eventual add or batch was not applied unless it had reached its flush \
+                 (durable=true: then it was applied in memory, durability unknown), a \
+                 strict write may or may not have been (read the counter to know)"
             ),
         )
     }
@@ -213,6 +215,29 @@ impl From<OpenError> for ApiError {
             // nothing about it but wait for an operator.
             error @ OpenError::StoreFull { .. } => Self::unavailable(error.to_string()),
             OpenError::Mesh(message) => Self::internal(message),
+        }
+    }
+}
+
+impl From<DurableError> for ApiError {
+    fn from(error: DurableError) -> Self {
+        match error {
+            // 400, not 409: the request asks for something this agent's configuration
+            // can never give, so retrying it unchanged cannot help (409 suggests a state
+            // that may change, and the CLI reads 409 as a CAS mismatch), and it is not
+            // 503 either, which clients retry. Nothing was added.
+            error @ DurableError::NoDataDir => Self::new(
+                StatusCode::BAD_REQUEST,
+                "durable_requires_data_dir",
+                error.to_string(),
+            ),
+            // The disk (or a stopping mesh) is at fault, not the request: 503, and the
+            // message says the add is in memory so a client does not simply re-add.
+            error @ DurableError::Flush(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_durable",
+                error.to_string(),
+            ),
         }
     }
 }

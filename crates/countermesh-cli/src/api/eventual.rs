@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use countermesh::MemberState;
 use serde_json::Value;
 
+use crate::agent::durable::Via;
 use crate::agent::idempotency::Once;
 use crate::agent::state::AgentState;
 use crate::agent::stats::Waiting;
@@ -32,27 +33,56 @@ const DEFAULT_LIST_LIMIT: usize = 1_000;
 pub(crate) const MAX_LIST_LIMIT: usize = 10_000;
 
 /// A local atomic add: never waits for the network. With an idempotency key, a repeat
-/// within the window is answered without adding (see `agent/idempotency.rs`).
+/// within the window is answered without adding (see `agent/idempotency.rs`). With
+/// `?durable=true` the answer waits for the flush that puts the add on disk.
 pub(crate) async fn add(
     State(state): Shared,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AddReply>, ApiError> {
     let name = counter_name(path)?;
+    let durable = durable_query(query.map(|Query(query)| query))?;
     let object = json_object(body, true)?;
     let delta = optional_i64(&object, "delta", "")?.unwrap_or(1);
     let key = idempotency::op_id(&headers, &object)?;
+    if durable {
+        // Before the add: a request that cannot be made durable must change nothing.
+        state.check_durable()?;
+    }
     let counter = state.counter(&name)?;
     let fingerprint = |state: &AgentState| state.keys.fingerprint(("add", &name, delta));
     if once(&state, key.as_ref(), fingerprint, || counter.add(delta))? {
         state.stats.count_adds(1);
     }
+    if durable {
+        // Also on a repeat of a keyed request: the original may have been answered
+        // without waiting for the disk, so this answer may only say "durable" after a
+        // flush of its own (cheap when nothing is pending). `durable` is therefore not
+        // part of the key's fingerprint.
+        state.make_durable(Via::Http).await?;
+    }
     Ok(Json(AddReply {
         name,
         delta,
         consistency: "eventual",
+        durable,
     }))
+}
+
+/// The `durable` query parameter of eventual writes: `true` or `false` (the default
+/// when absent); anything else is 400 rather than a guess, since a client that
+/// misspelt `true` would otherwise believe its add durable.
+fn durable_query(query: Result<HashMap<String, String>, QueryRejection>) -> Result<bool, ApiError> {
+    let query = query.map_err(|e| ApiError::invalid_value(format!("bad query string: {e}")))?;
+    match query.get("durable").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::invalid_value(format!(
+            "`durable` must be `true` or `false`, not {other:?}; nothing was added"
+        ))),
+    }
 }
 
 pub(crate) async fn read(
@@ -86,11 +116,18 @@ pub(crate) async fn batch(
     request: Request,
 ) -> Result<Json<BatchReply>, ApiError> {
     let headers = request.headers().clone();
+    let durable = durable_query(
+        Query::<HashMap<String, String>>::try_from_uri(request.uri()).map(|Query(query)| query),
+    )?;
+    if durable {
+        // Before the body is read and anything added: such a request must change nothing.
+        state.check_durable()?;
+    }
     // Reading and parsing hold memory proportional to the body, so only a few batches
     // do it at once. The slot is taken before the body is read: a batch waiting for one
     // holds nothing but its connection, whatever size it announced.
     let waiting = Waiting::new(&state.stats.batches_waiting);
-    let _permit = state
+    let permit = state
         .batch_slots
         .acquire()
         .await
@@ -116,9 +153,18 @@ pub(crate) async fn batch(
         state.stats.count_adds(parsed.len() as u64);
         state.stats.batches.fetch_add(1, Ordering::Relaxed);
     }
+    let applied = parsed.len();
+    // The parse slot bounds memory for bodies; waiting for the disk needs none, so other
+    // batches may be parsed meanwhile.
+    drop(permit);
+    // As for a single add, a keyed repeat flushes too before it may say "durable".
+    if durable {
+        state.make_durable(Via::Http).await?;
+    }
     Ok(Json(BatchReply {
-        applied: parsed.len(),
+        applied,
         consistency: "eventual",
+        durable,
     }))
 }
 

@@ -6,9 +6,9 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /v1/counters/{name}/add` `{"delta"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","delta","consistency":"eventual"}` |
+//! | `POST /v1/counters/{name}/add[?durable=true]` `{"delta"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","delta","consistency":"eventual"}` (+ `"durable":true`) |
 //! | `GET /v1/counters/{name}` | `{"name","value","consistency","contributors","members"}` |
-//! | `POST /v1/counters:batch` `{"adds":[{"name","delta"}][,"op_id"]}` (+ `Idempotency-Key`) | `{"applied","consistency"}` |
+//! | `POST /v1/counters:batch[?durable=true]` `{"adds":[{"name","delta"}][,"op_id"]}` (+ `Idempotency-Key`) | `{"applied","consistency"}` (+ `"durable":true`) |
 //! | `GET /v1/counters?prefix=&limit=&after=` | `{"counters":[{"name","value","contributors"}],"consistency","truncated","next"}` |
 //! | `GET /v1/members` | `{"self":{..},"members":[{"addr","actor","incarnation","state"}]}` |
 //! | `POST /v1/strict/{name}/add` `{"delta"[,"op_id"]}` (+ `Idempotency-Key`) | `{"name","value","consistency":"strict"}` |
@@ -32,6 +32,16 @@
 //! `--idempotency-window` (at most `--idempotency-max-keys` keys, oldest evicted), so a
 //! repeat is answered without adding again until then or until the agent restarts;
 //! see `agent/idempotency.rs`.
+//!
+//! Eventual writes with `?durable=true` answer only after the mesh's flush, so every
+//! add made before the answer is in the data directory (the promise of
+//! `Mesh::flush`); the answer then carries `"durable": true`. `durable=false` is the
+//! default; any other value is 400 `invalid_value`. An agent without `--data-dir`
+//! refuses durable requests with 400 `durable_requires_data_dir` before adding
+//! anything; a failed flush is 503 `not_durable` (the adds were applied in memory and
+//! spread by gossip, but are not on this node's disk). A keyed repeat with
+//! `durable=true` adds nothing and flushes again before it answers. See
+//! `agent/durable.rs`.
 //!
 //! Strict counters are created at 0 by their first write (add, cas, set). Reading one
 //! that does not exist answers 404 and creates nothing: a `GET` can be triggered by any

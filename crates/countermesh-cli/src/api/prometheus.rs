@@ -14,8 +14,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use countermesh::{MemberState, MeshMetrics, MessageKind};
 
+use crate::agent::durable::Via;
 use crate::agent::state::AgentState;
-use crate::agent::stats::{LATENCY_BUCKETS, StrictMetrics};
+use crate::agent::stats::{DurableMetrics, Histogram, LATENCY_BUCKETS, StrictMetrics};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -29,6 +30,7 @@ struct Snapshot<'a> {
     state: &'a AgentState,
     mesh: MeshMetrics,
     strict: StrictMetrics,
+    durable: DurableMetrics,
     http: BTreeMap<(String, u16), u64>,
 }
 
@@ -147,6 +149,30 @@ const FAMILIES: &[Family] = &[
         kind: COUNTER,
         help: "Idempotency keys forgotten before --idempotency-window ended because --idempotency-max-keys were remembered.",
         samples: |s, w| w.sample(&[], s.state.keys.evictions()),
+    },
+    Family {
+        name: "countermesh_durable_requests_total",
+        kind: COUNTER,
+        help: "Durable requests (HTTP ?durable=true, RESP adds under --resp-durable and WAIT) by protocol and outcome (ok, or failed: applied in memory, not durable).",
+        samples: |s, w| {
+            for via in Via::ALL {
+                for outcome in ["ok", "failed"] {
+                    let n = s
+                        .durable
+                        .requests
+                        .get(&(via.as_str(), outcome))
+                        .copied()
+                        .unwrap_or(0);
+                    w.sample(&[("via", via.as_str()), ("outcome", outcome)], n);
+                }
+            }
+        },
+    },
+    Family {
+        name: "countermesh_durable_flush_duration_seconds",
+        kind: HISTOGRAM,
+        help: "How long durable requests waited for the data directory's flush.",
+        samples: |s, w| histogram(w, &[], &s.durable.flush),
     },
     Family {
         name: "countermesh_http_batches_waiting",
@@ -497,22 +523,29 @@ fn gossip(
     }
 }
 
-/// The strict latency histograms, cumulative as Prometheus expects.
+/// The strict latency histograms, one per op.
 fn strict_latency(s: &Snapshot<'_>, w: &mut Samples<'_>) {
-    for (op, histogram) in &s.strict.latency {
-        let mut cumulative = 0;
-        for (bound, n) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-            cumulative += n;
-            w.sample_named(
-                "_bucket",
-                &[("op", op), ("le", &bound.to_string())],
-                cumulative,
-            );
-        }
-        w.sample_named("_bucket", &[("op", op), ("le", "+Inf")], histogram.count);
-        w.sample_named("_sum", &[("op", op)], histogram.sum_seconds);
-        w.sample_named("_count", &[("op", op)], histogram.count);
+    for (op, h) in &s.strict.latency {
+        histogram(w, &[("op", op)], h);
     }
+}
+
+/// One histogram's `_bucket` (cumulative, as Prometheus expects), `_sum` and `_count`
+/// samples, each with `labels`.
+fn histogram(w: &mut Samples<'_>, labels: &[(&str, &str)], h: &Histogram) {
+    let mut cumulative = 0;
+    for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+        cumulative += n;
+        let bound = bound.to_string();
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", &bound));
+        w.sample_named("_bucket", &with_le, cumulative);
+    }
+    let mut with_le = labels.to_vec();
+    with_le.push(("le", "+Inf"));
+    w.sample_named("_bucket", &with_le, h.count);
+    w.sample_named("_sum", labels, h.sum_seconds);
+    w.sample_named("_count", labels, h.count);
 }
 
 /// The whole exposition.
@@ -521,6 +554,7 @@ pub(crate) fn render(state: &AgentState) -> String {
         state,
         mesh: state.mesh.metrics(),
         strict: state.stats.strict(),
+        durable: state.stats.durable(),
         http: state.stats.http(),
     };
     let mut out = String::with_capacity(8 * 1024);

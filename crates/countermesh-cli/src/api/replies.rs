@@ -11,6 +11,16 @@ pub(crate) struct AddReply {
     pub(crate) name: String,
     pub(crate) delta: i64,
     pub(crate) consistency: &'static str,
+    /// Present (and `true`) only for `?durable=true`, answered after the flush.
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) durable: bool,
+}
+
+/// Leaves `durable` out of answers that did not ask for it, so they stay as they were.
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// `GET /v1/counters/{name}`.
@@ -28,6 +38,9 @@ pub(crate) struct ReadReply {
 pub(crate) struct BatchReply {
     pub(crate) applied: usize,
     pub(crate) consistency: &'static str,
+    /// As in [`AddReply`].
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) durable: bool,
 }
 
 /// One counter of a listing (and of the status page).

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use countermesh_strict::StrictError;
 
+use crate::agent::durable::Via;
 use crate::agent::state::{AgentState, OpenError};
 use crate::agent::strict::{Open, StrictFailure};
 use crate::resp::codec::{Proto, Reply};
@@ -139,6 +140,14 @@ pub(crate) const COMMANDS: &[Spec] = &[
         summary: "Selects database 0, the only one.",
     },
     Spec {
+        name: "wait",
+        arity: 3,
+        flags: &["blocking"],
+        keys: (0, 0, 0),
+        group: "generic",
+        summary: "Answers 0 once every add made before it is in this node's data directory (no replicas are counted: durability here is local).",
+    },
+    Spec {
         name: "quit",
         arity: -1,
         flags: &["noauth", "fast"],
@@ -166,16 +175,19 @@ pub(crate) struct Session {
     authenticated: bool,
     name: Option<Vec<u8>>,
     id: u64,
+    /// `--resp-durable`: eventual adds answer after their flush.
+    durable: bool,
 }
 
 impl Session {
     /// A new connection: RESP2, authenticated only when the agent has no token.
-    pub(crate) fn new(state: &AgentState, id: u64) -> Self {
+    pub(crate) fn new(state: &AgentState, id: u64, durable: bool) -> Self {
         Self {
             proto: Proto::Resp2,
             authenticated: state.token.is_none(),
             name: None,
             id,
+            durable,
         }
     }
 }
@@ -204,17 +216,19 @@ pub(crate) async fn execute(
     if !session.authenticated && !matches!(spec.name, "auth" | "hello" | "ping" | "quit") {
         return (noauth(), slot, Flow::Continue);
     }
+    let durable = session.durable;
     let reply = match spec.name {
-        "incr" => incr(state, &args[1], 1).await,
-        "decr" => incr(state, &args[1], -1).await,
+        "incr" => incr(state, durable, &args[1], 1).await,
+        "decr" => incr(state, durable, &args[1], -1).await,
         "incrby" => match integer(&args[2]) {
-            Ok(delta) => incr(state, &args[1], delta).await,
+            Ok(delta) => incr(state, durable, &args[1], delta).await,
             Err(reply) => reply,
         },
         "decrby" => match integer(&args[2]).and_then(|d| d.checked_neg().ok_or_else(overflow)) {
-            Ok(delta) => incr(state, &args[1], delta).await,
+            Ok(delta) => incr(state, durable, &args[1], delta).await,
             Err(reply) => reply,
         },
+        "wait" => wait(state, &args[1], &args[2]).await,
         "get" => get(state, &args[1]).await,
         "mget" => {
             let mut values = Vec::with_capacity(args.len() - 1);
@@ -336,10 +350,20 @@ fn key(arg: &[u8]) -> Result<Key<'_>, Reply> {
 
 /// Adds `delta` and answers the value after it: for an eventual counter this node's
 /// view right after its local add (other nodes' adds arrive by gossip, so it is not a
-/// linearizable post-value); for a strict counter ZooKeeper's post-value.
-async fn incr(state: &AgentState, arg: &[u8], delta: i64) -> Reply {
+/// linearizable post-value); for a strict counter ZooKeeper's post-value. With
+/// `durable` (`--resp-durable`), an eventual add answers after the flush that holds it.
+async fn incr(state: &AgentState, durable: bool, arg: &[u8], delta: i64) -> Reply {
     match key(arg) {
-        Ok(Key::Eventual(name)) => incr_eventual(state, name, delta),
+        Ok(Key::Eventual(name)) => {
+            let reply = incr_eventual(state, name, delta);
+            if durable
+                && matches!(reply, Reply::Integer(_))
+                && let Err(error) = state.make_durable(Via::Resp).await
+            {
+                return Reply::err(error);
+            }
+            reply
+        }
         Ok(Key::Strict(name)) => {
             let result = state
                 .strict
@@ -378,6 +402,49 @@ fn incr_eventual(state: &AgentState, name: &str, delta: i64) -> Reply {
     // Concurrent adds may have landed in between; the freshest view is the answer,
     // unless those pushed it out of `i64`, when this add's own result is.
     Reply::Integer(counter.value().unwrap_or(after))
+}
+
+/// `WAIT numreplicas timeout`: in Redis, the number of replicas that acknowledged the
+/// connection's earlier writes. A mesh node has no replicas in that sense, so here it
+/// means "every add this node made before it is in its data directory" and answers
+/// `0` (no replicas acknowledged) once the flush is done; `numreplicas` is accepted and
+/// not waited for. `timeout` is in milliseconds (0: no limit), as in Redis; unlike
+/// Redis, running out of it is an error, since `0` must only ever mean "durable".
+async fn wait(state: &AgentState, replicas: &[u8], timeout: &[u8]) -> Reply {
+    match integer(replicas) {
+        Ok(n) if n >= 0 => {}
+        Ok(_) => return Reply::err("numreplicas is negative"),
+        Err(reply) => return reply,
+    }
+    let timeout = match integer(timeout) {
+        Ok(ms) if ms >= 0 => ms.unsigned_abs(),
+        Ok(_) => return Reply::err("timeout is negative"),
+        Err(reply) => return reply,
+    };
+    if state.check_durable().is_err() {
+        return Reply::err(
+            "WAIT cannot make adds durable: this agent has no data directory (start it with \
+             --data-dir DIR)",
+        );
+    }
+    let flush = state.make_durable(Via::Resp);
+    let result = if timeout == 0 {
+        flush.await
+    } else {
+        match tokio::time::timeout(std::time::Duration::from_millis(timeout), flush).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Reply::err(format!(
+                    "the flush did not finish within {timeout} ms: earlier adds are applied \
+                     in memory but not known to be durable yet"
+                ));
+            }
+        }
+    };
+    match result {
+        Ok(()) => Reply::Integer(0),
+        Err(error) => Reply::err(error),
+    }
 }
 
 async fn get(state: &AgentState, arg: &[u8]) -> Reply {

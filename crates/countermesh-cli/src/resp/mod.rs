@@ -36,11 +36,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How long a stopping agent lets a connection finish the batch it is answering.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The listener's configured bounds.
+/// The listener's configured bounds, and whether its adds are durable.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RespLimits {
     pub(crate) max_connections: usize,
     pub(crate) idle_timeout: Duration,
+    /// `--resp-durable`: eventual adds answer after the flush that holds them.
+    pub(crate) durable: bool,
 }
 
 /// Serves RESP on `listener` until `stop` turns true; then every connection finishes
@@ -83,7 +85,7 @@ pub(crate) async fn serve(
             let stats = &state.stats.resp;
             let id = stats.connections_total.fetch_add(1, Ordering::Relaxed) + 1;
             stats.connections_open.fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = connection(stream, &state, id, limits.idle_timeout, stop).await {
+            if let Err(error) = connection(stream, &state, id, limits, stop).await {
                 debug!(%peer, %error, "RESP connection ended with an error");
             }
             state
@@ -104,12 +106,13 @@ async fn connection(
     mut stream: TcpStream,
     state: &AgentState,
     id: u64,
-    idle_timeout: Duration,
+    limits: RespLimits,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let idle_timeout = limits.idle_timeout;
     // Answers are written as soon as a batch is done, so Nagle's delay only hurts.
     stream.set_nodelay(true)?;
-    let mut session = Session::new(state, id);
+    let mut session = Session::new(state, id, limits.durable);
     let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     loop {

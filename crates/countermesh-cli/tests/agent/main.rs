@@ -6,11 +6,13 @@
 
 mod certs;
 mod config;
+mod durable;
 mod errors;
 mod eventual;
 mod eventual_keys;
 mod limits;
 mod metrics;
+mod packaging;
 mod resp;
 mod security;
 mod status_page;

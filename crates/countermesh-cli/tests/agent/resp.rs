@@ -135,7 +135,7 @@ fn redis_cli_counts_through_the_agent() -> anyhow::Result<()> {
     );
     assert_eq!(cli(&["SELECT", "0"])?, "OK");
     assert!(cli(&["SELECT", "1"])?.starts_with("ERR DB index is out of range"));
-    assert_eq!(cli(&["COMMAND", "COUNT"])?, "14");
+    assert_eq!(cli(&["COMMAND", "COUNT"])?, "15");
 
     // The same counters over HTTP, and the RESP metrics.
     let runtime = tokio::runtime::Runtime::new()?;

@@ -126,6 +126,15 @@ impl Agent {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Kills the process with SIGKILL, as a crash would (no flush, no leave), and reaps
+    /// it: what a durable answer promised must survive this.
+    pub(crate) fn kill(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub(crate) fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")
