@@ -247,3 +247,49 @@ fn a_restored_store_keeps_its_sinks_and_tombstones() {
     );
     let _ = Digest::default();
 }
+
+/// Found by the `node_ops` fuzzer: a peer sent more entries of a sink that was already
+/// complete (versions above the sink's final version, and a header claiming a later
+/// final version). The store took them, so the complete sink counted the forged entries,
+/// and after a restart the header's new final version left the sink incomplete: the
+/// same data directory restored to different totals. A sink never changes after it is
+/// made, so both are refused.
+#[test]
+fn a_complete_sink_refuses_entries_above_its_final_version() {
+    let d1 = departed(11, &["a"], 5);
+    let mut p = Store::new(ActorId::from_u64(1), 1);
+    sync(&d1, &mut p, 1200);
+    p.fold(sink(7), &[ActorId::from_u64(11)]).unwrap();
+    let mut r = Store::new(ActorId::from_u64(2), 2);
+    sync(&p, &mut r, 1200);
+    let expected = totals(&r);
+    assert_eq!(expected, vec![("a".to_owned(), 5)]);
+    let last = r.watermark(sink(7));
+
+    let forged = Delta {
+        runs: vec![Run {
+            actor: sink(7),
+            after: last,
+            upto: last + 2,
+            entries: vec![
+                DeltaEntry {
+                    name: "a".into(),
+                    version: last + 1,
+                    p: 1_000,
+                    n: 0,
+                },
+                DeltaEntry {
+                    name: "b".into(),
+                    version: last + 2,
+                    p: 7,
+                    n: 0,
+                },
+            ],
+        }],
+    };
+    let outcome = r.apply_delta(&forged).unwrap();
+    assert_eq!(outcome.conflicting, 2, "{outcome:?}");
+    let now: Vec<_> = totals(&r).into_iter().filter(|(_, v)| *v != 0).collect();
+    assert_eq!(now, expected, "a complete sink changed what it counts");
+    r.check_invariants().unwrap();
+}

@@ -282,6 +282,19 @@ impl Store {
                     outcome.pruned_refused += 1;
                     continue;
                 }
+                // A sink never changes after it is made: once its header is held, an
+                // entry above its final version, or a header that says otherwise, is
+                // forged or corrupt. Taking it would change what a complete sink counts
+                // (or un-complete it after a restart).
+                if run.actor.is_sink()
+                    && let Some(last) = self.sink_final(actor)
+                    && (entry.version > last
+                        || (entry.name == name::SINK_HEADER && entry.p != last))
+                {
+                    complete = false;
+                    outcome.conflicting += 1;
+                    continue;
+                }
                 let Some(slot) = self.find_or_insert(&entry.name) else {
                     complete = false;
                     outcome.rejected += 1;

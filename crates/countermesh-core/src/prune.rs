@@ -302,6 +302,14 @@ impl Store {
             .ok_or(FoldError::BadSink(sink))
     }
 
+    /// The final version of sink `idx`, from its header, if the header is held.
+    pub(crate) fn sink_final(&self, idx: ActorIdx) -> Option<u64> {
+        let header = self.find(SINK_HEADER)?;
+        let slot = &self.slots[header as usize];
+        let i = slot.entries.binary_search_by_key(&idx, |e| e.actor).ok()?;
+        Some(slot.entries[i].p)
+    }
+
     /// Completes the sink `idx` if its watermark has reached its final version: its
     /// counter entries start counting, every actor it covers is dropped and tombstoned.
     pub(crate) fn try_complete(&mut self, idx: ActorIdx) {
@@ -318,6 +326,11 @@ impl Store {
         };
         let final_version = slot.entries[i].p;
         if self.watermark_of(idx) < final_version {
+            return;
+        }
+        // A sink holding entries above its own final version (they arrived in the run
+        // that brought its header) is not what any pruner made: it never counts.
+        if self.versions.above(idx, final_version).next().is_some() {
             return;
         }
         // Its records: the actors it covers, with their final versions.
