@@ -50,7 +50,9 @@ async fn a_short_timeout_client_never_sweeps_a_receipt_a_long_timeout_client_sti
         Ok(receipts(&raw).await?.into_iter().next())
     })
     .await?;
-    // Past the short client's maximum age, it sweeps.
+    // Past the short client's maximum age, it sweeps. Receipt age is judged by
+    // ZooKeeper's clock (the receipt's ctime), so real time must pass: this wait sets up
+    // the precondition and asserts nothing about timing.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let report = short.sweep_receipts().await?;
     println!("sweep by the short client: {report:?}");
