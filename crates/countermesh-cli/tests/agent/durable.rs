@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::support::{Agent, Reply, command, get, http, post, run_to_exit, single};
+use crate::support::{Agent, command, get, http, post, post_keyed, run_to_exit, single};
 
 /// Long enough that no periodic commit happens during a test.
 const NO_PERIODIC_COMMIT: &str = "1h";
@@ -31,22 +31,6 @@ fn durable_agent(dir: &Path, name: &str, extra: &[&str]) -> anyhow::Result<Agent
 
 async fn value(url: &str, name: &str) -> anyhow::Result<Value> {
     Ok(get(&format!("{url}/v1/counters/{name}")).await?.expect_ok()["value"].clone())
-}
-
-async fn post_keyed(url: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    Ok(Reply {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    })
 }
 
 async fn metrics(url: &str) -> anyhow::Result<String> {

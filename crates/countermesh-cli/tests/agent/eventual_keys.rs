@@ -6,23 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Reply, command, get, http, run_to_exit, single};
-
-async fn post_keyed(url: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    Ok(Reply {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    })
-}
+use crate::support::{command, get, http, post_keyed, run_to_exit, single};
 
 async fn value(url: &str, name: &str) -> anyhow::Result<Value> {
     Ok(get(&format!("{url}/v1/counters/{name}")).await?.expect_ok()["value"].clone())

@@ -13,30 +13,14 @@ use countermesh_strict::{Credentials, StrictClient, StrictOptions};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Agent, CONVERGE_TIMEOUT, Reply, command, eventually, get, http, post, run_to_exit, single,
+    Agent, CONVERGE_TIMEOUT, Reply, command, eventually, get, http, post, post_keyed, run_to_exit,
+    single,
 };
 
 async fn start_zookeeper(config: ClusterConfig) -> anyhow::Result<ZkCluster> {
     tokio::task::spawn_blocking(move || ZkCluster::start(config))
         .await?
         .context("starting ZooKeeper (scripts/ensure-zookeeper installs it)")
-}
-
-/// POSTs `body` with `Idempotency-Key: key`.
-async fn post_keyed(url: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
-    let response = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(body.to_string())
-        .send()
-        .await?;
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await?;
-    Ok(Reply {
-        status,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    })
 }
 
 /// Waits until the agent's strict client has a session: the first answer to a read that

@@ -293,6 +293,20 @@ pub(crate) async fn post_raw(url: &str, body: impl Into<reqwest::Body>) -> anyho
     .await
 }
 
+/// POSTs `body` as JSON with `Idempotency-Key: key`.
+pub(crate) async fn post_keyed(url: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
+    reply(
+        http()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+            .await?,
+    )
+    .await
+}
+
 pub(crate) async fn post(url: &str, body: &Value) -> anyhow::Result<Reply> {
     post_raw(url, body.to_string()).await
 }
